@@ -1,0 +1,86 @@
+//! The api's configuration, read from environment variables (or the matching flags).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything the api needs to start. Tests build it directly; the binary reads it from the
+/// environment through clap, which names the variable in any error.
+#[derive(Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(
+        long,
+        env = "TALLY_HTTP_ADDR",
+        value_name = "TALLY_HTTP_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub http_addr: SocketAddr,
+
+    /// Postgres connection URL, as the api's role (tally_api).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// HS256 key that bearer tokens are signed with (at least 32 bytes).
+    #[arg(long, env = "TALLY_JWT_SECRET", value_name = "TALLY_JWT_SECRET", hide_env_values = true,
+          value_parser = parse_secret)]
+    pub jwt_secret: String,
+
+    /// Most Postgres connections the api holds open.
+    #[arg(long, env = "TALLY_DB_POOL_SIZE", value_name = "TALLY_DB_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub db_pool_size: u16,
+
+    /// How long a request waits for a Postgres connection before answering 503.
+    #[arg(long, env = "TALLY_DB_TIMEOUT_MS", value_name = "TALLY_DB_TIMEOUT_MS", default_value = "3000",
+          value_parser = parse_millis)]
+    pub db_timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password and the secret signs tokens: neither is ever logged.
+        f.debug_struct("Config")
+            .field("http_addr", &self.http_addr)
+            .field("db_pool_size", &self.db_pool_size)
+            .field("db_timeout", &self.db_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shortest HS256 key accepted: RFC 7518 asks for a key as long as the hash.
+pub const MIN_SECRET_LEN: usize = 32;
+
+fn parse_secret(value: &str) -> Result<String, String> {
+    if value.len() < MIN_SECRET_LEN {
+        return Err(format!("must be at least {MIN_SECRET_LEN} bytes long"));
+    }
+    Ok(value.to_owned())
+}
+
+/// Parses a whole number of milliseconds.
+pub fn parse_millis(value: &str) -> Result<Duration, String> {
+    value
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("'{value}' is not a whole number of milliseconds"))
+}
+
+#[derive(clap::Parser)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: Config,
+}
+
+impl Config {
+    /// Reads the configuration from the environment alone, printing clap's message (which
+    /// names the offending variable) and exiting on error.
+    pub fn from_env_or_exit() -> Self {
+        use clap::Parser;
+        ServeArgs::parse_from(["tally-api"]).config
+    }
+}

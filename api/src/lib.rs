@@ -1,0 +1,147 @@
+//! tally's REST api: takes likes and posts, writes each change with its outbox event in one
+//! Postgres transaction, and serves posts with their denormalized counts.
+//!
+//! Start it with [`Application::build`] then [`Application::run_until_stopped`]; tests do the
+//! same on port 0.
+
+pub mod auth;
+pub mod body_limit;
+pub mod config;
+pub mod health;
+pub mod likes;
+pub mod posts;
+pub mod problem;
+pub mod store;
+pub mod tags;
+pub mod trace;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::middleware::{CatchPanic, Tracing};
+use poem::{EndpointExt, IntoEndpoint, Route, Server};
+use poem_openapi::OpenApiService;
+
+pub use config::Config;
+
+use crate::auth::TokenKeys;
+use crate::health::HealthApi;
+use crate::likes::LikesApi;
+use crate::posts::PostsApi;
+use crate::problem::{Problem, render_error};
+use crate::store::Store;
+
+/// The largest request body accepted; larger ones get a 413 before any parsing.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long in-flight requests may run after a shutdown signal before they are cut off.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the api could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Pool(#[from] store::PoolBuildError),
+    #[error("could not listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The OpenAPI service: every resource's operations, combined.
+pub fn api_service() -> OpenApiService<(PostsApi, LikesApi, HealthApi), ()> {
+    OpenApiService::new(
+        (PostsApi, LikesApi, HealthApi),
+        "tally",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Likes and comments with exact counts. Writes are durable when answered 2xx; \
+             counts converge within the pipeline's lag (well under a second when healthy). \
+             Every error is an RFC 9457 problem (application/problem+json).",
+    )
+    .license("Apache-2.0")
+}
+
+/// The spec as served at `/openapi.json`, pretty-printed as committed in `openapi/`.
+pub fn spec_json() -> String {
+    api_service().spec()
+}
+
+/// A built api, bound to its port and ready to serve.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    local_addr: SocketAddr,
+    store: Store,
+    keys: Arc<TokenKeys>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Binds the listener and builds the (lazily connecting) database pool.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let pool = store::pool(&config.database_url, config.db_pool_size, config.db_timeout)?;
+        let bind_error = |source| StartError::Bind {
+            addr: config.http_addr,
+            source,
+        };
+        let acceptor = TcpListener::bind(config.http_addr)
+            .into_acceptor()
+            .await
+            .map_err(bind_error)?;
+        let local_addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().copied())
+            .unwrap_or(config.http_addr);
+        Ok(Self {
+            acceptor,
+            local_addr,
+            store: Store::new(pool),
+            keys: Arc::new(TokenKeys::hs256(config.jwt_secret.as_bytes())),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+    /// (up to a grace period) and returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let service = api_service().server(format!("http://{}", self.local_addr));
+        let spec = service.spec_endpoint();
+        let docs = service.scalar();
+        let app = Route::new()
+            .nest("/", service)
+            .at("/openapi.json", spec)
+            .nest("/docs", docs)
+            .around(|next, req| body_limit::cap_body(next, req, MAX_BODY_BYTES))
+            .data(self.store)
+            .data(self.keys)
+            .catch_all_error(render_error)
+            .with(CatchPanic::new().with_handler(|_| Problem::internal().into_response()))
+            .with(Tracing)
+            .into_endpoint();
+        tracing::info!(addr = %self.local_addr, "api listening");
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
+            .await
+    }
+}

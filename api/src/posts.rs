@@ -1,0 +1,168 @@
+//! `/v1/posts`: creating posts and reading them with their like and comment counts.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::{Header, Path};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::auth::BearerAuth;
+use crate::problem::{Problem, RequestRejected, ServiceError, reject};
+use crate::store::{CreatePost, EventContext, PostRow, Store};
+use crate::tags::ApiTags;
+use crate::trace::valid_traceparent;
+
+/// A post with its counts.
+#[derive(Debug, Object)]
+pub struct Post {
+    /// The post's id.
+    pub id: Uuid,
+    /// The user who created the post.
+    pub author_id: String,
+    /// When the post was created.
+    pub created_at: DateTime<Utc>,
+    /// How many users like the post. Eventually consistent: it trails writes by the
+    /// pipeline's lag (well under a second when healthy).
+    pub likes: i64,
+    /// How many live comments the post has. Eventually consistent, like `likes`.
+    pub comments: i64,
+    /// On write responses, the id of the event this request produced; null (or absent)
+    /// when nothing changed, and on reads.
+    pub event_id: Option<Uuid>,
+}
+
+impl Post {
+    fn from_row(row: PostRow, event_id: Option<Uuid>) -> Self {
+        Self {
+            id: row.post_id,
+            author_id: row.author_id,
+            created_at: row.created_at,
+            likes: row.likes,
+            comments: row.comments,
+            event_id,
+        }
+    }
+}
+
+/// The body of `POST /v1/posts`.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct NewPost {
+    /// The post's id, chosen by the caller so retries are idempotent; a new UUIDv7 when
+    /// omitted.
+    pub id: Option<Uuid>,
+}
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "reject")]
+pub enum CreatePostResponse {
+    /// The post was created.
+    #[oai(status = 201)]
+    Created(Json<Post>),
+    /// The caller had already created this post; nothing changed.
+    #[oai(status = 200)]
+    AlreadyExists(Json<Post>),
+    /// The request was malformed.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// A valid bearer token is required.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The id belongs to another author's post (or to a deleted post).
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+}
+
+impl RequestRejected for CreatePostResponse {
+    fn rejected(problem: Problem) -> Self {
+        match problem.status {
+            401 => Self::Unauthorized(Json(problem)),
+            415 => Self::UnsupportedMediaType(Json(problem)),
+            _ => Self::BadRequest(Json(problem)),
+        }
+    }
+}
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "reject")]
+pub enum GetPostResponse {
+    /// The post with its counts.
+    #[oai(status = 200)]
+    Ok(Json<Post>),
+    /// The post id is not a UUID.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No such post, or it was deleted.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+}
+
+impl RequestRejected for GetPostResponse {
+    fn rejected(problem: Problem) -> Self {
+        Self::BadRequest(Json(problem))
+    }
+}
+
+/// Posts and their counts.
+#[derive(Debug)]
+pub struct PostsApi;
+
+#[OpenApi(tag = "ApiTags::Posts")]
+impl PostsApi {
+    /// Create a post
+    ///
+    /// Registers a likeable post owned by the caller. Creating the same post again is
+    /// idempotent (200); an id owned by someone else is a 409.
+    #[oai(path = "/v1/posts", method = "post", operation_id = "createPost")]
+    #[instrument(skip_all, fields(user = %auth.0.id))]
+    async fn create_post(
+        &self,
+        store: Data<&Store>,
+        auth: BearerAuth,
+        /// W3C trace context; carried onto the event this write produces.
+        #[oai(name = "traceparent")]
+        traceparent: Header<Option<String>>,
+        body: Json<NewPost>,
+    ) -> Result<CreatePostResponse, ServiceError> {
+        let post_id = body.0.id.unwrap_or_else(Uuid::now_v7);
+        let ctx = EventContext {
+            traceparent: valid_traceparent(traceparent.0),
+        };
+        Ok(match store.create_post(post_id, &auth.0.id, &ctx).await? {
+            CreatePost::Created { post, event_id } => {
+                CreatePostResponse::Created(Json(Post::from_row(post, Some(event_id))))
+            }
+            CreatePost::Exists(post) => {
+                CreatePostResponse::AlreadyExists(Json(Post::from_row(post, None)))
+            }
+            CreatePost::Taken => CreatePostResponse::Conflict(Json(Problem::conflict(format!(
+                "post {post_id} belongs to another author"
+            )))),
+        })
+    }
+
+    /// Get a post
+    ///
+    /// The post with its like and comment counts.
+    #[oai(path = "/v1/posts/:post_id", method = "get", operation_id = "getPost")]
+    #[instrument(skip_all, fields(post_id = %post_id.0))]
+    async fn get_post(
+        &self,
+        store: Data<&Store>,
+        /// The post's id.
+        post_id: Path<Uuid>,
+    ) -> Result<GetPostResponse, ServiceError> {
+        Ok(match store.get_post(post_id.0).await? {
+            Some(post) => GetPostResponse::Ok(Json(Post::from_row(post, None))),
+            None => GetPostResponse::NotFound(Json(Problem::not_found(format!(
+                "post {} does not exist",
+                post_id.0
+            )))),
+        })
+    }
+}

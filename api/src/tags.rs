@@ -1,0 +1,13 @@
+//! The OpenAPI tags that group tally's operations in the spec and the docs UI.
+
+use poem_openapi::Tags;
+
+#[derive(Debug, Tags)]
+pub enum ApiTags {
+    /// Likeable items and their like and comment counts.
+    Posts,
+    /// Liking and unliking posts.
+    Likes,
+    /// Liveness and readiness probes.
+    Health,
+}

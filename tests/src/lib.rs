@@ -1,0 +1,178 @@
+//! tally's test harness: a real Postgres (one cluster per test process, a fresh database per
+//! test) and a real nats-server with JetStream (one per test), both on free loopback ports,
+//! with the real api, relay and updater running in-process against them.
+//!
+//! Set `TALLY_TEST_PG_URL` (a superuser URL) to reuse a running cluster instead of starting
+//! one; `TALLY_TEST_PG_BINDIR` and `TALLY_TEST_NATS_SERVER` point at the binaries to start
+//! (`./dev test` sets them).
+
+pub mod cluster;
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use cluster::{NatsServer, postgres};
+
+/// The key test tokens are signed with.
+const JWT_SECRET: &str = "tally-test-secret-tally-test-secret-0123456789";
+
+/// One test's complete tally: its own database and NATS, and the three services.
+#[derive(Debug)]
+pub struct TestApp {
+    /// Base URL of the api, e.g. `http://127.0.0.1:41234`.
+    pub api_url: String,
+    /// This test's database.
+    pub db_name: String,
+    /// A superuser connection to this test's database, for assertions.
+    pub db: tokio_postgres::Client,
+    /// This test's nats-server.
+    pub nats: NatsServer,
+    /// An HTTP client for the api.
+    pub http: reqwest::Client,
+    slot: String,
+    stop: CancellationToken,
+    services: Vec<JoinHandle<()>>,
+}
+
+/// Connects to `url`, driving the connection on a background task.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|err| panic!("connecting to {url}: {err}"));
+    tokio::spawn(connection);
+    client
+}
+
+impl TestApp {
+    /// Creates a fresh database, migrates it, starts a nats-server and the three services.
+    pub async fn spawn() -> TestApp {
+        let pg = postgres();
+        let id = Uuid::new_v4().simple().to_string();
+        let db_name = format!("tally_test_{}", &id[..16]);
+        let admin = connect(&pg.url("postgres")).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .await
+            .expect("creating the test database");
+        let mut db = connect(&pg.url(&db_name)).await;
+        tally_sql::migrate(&mut db).await.expect("migrating");
+
+        let nats = NatsServer::start().await;
+        let stop = CancellationToken::new();
+        let mut services = Vec::new();
+
+        let mut relay_config =
+            tally_relay::Config::new(pg.url_as("tally_relay", &db_name), nats.url());
+        relay_config.slot = db_name.clone();
+        let relay = tally_relay::Relay::build(relay_config)
+            .await
+            .expect("building the relay");
+        let token = stop.clone();
+        services.push(tokio::spawn(async move {
+            if let Err(err) = relay.run_until_stopped(token.cancelled_owned()).await {
+                panic!("relay failed: {err}");
+            }
+        }));
+
+        let updater = tally_updater::Updater::build(tally_updater::Config {
+            database_url: pg.url_as("tally_updater", &db_name),
+            nats_url: nats.url(),
+            consumer: "tally-updater".into(),
+            batch_size: 500,
+            batch_wait: Duration::from_millis(20),
+        })
+        .await
+        .expect("building the updater");
+        let token = stop.clone();
+        services.push(tokio::spawn(
+            updater.run_until_stopped(token.cancelled_owned()),
+        ));
+
+        let api = tally_api::Application::build(tally_api::Config {
+            http_addr: "127.0.0.1:0".parse().expect("a socket address"),
+            database_url: pg.url_as("tally_api", &db_name),
+            jwt_secret: JWT_SECRET.into(),
+            db_pool_size: 8,
+            db_timeout: Duration::from_secs(3),
+        })
+        .await
+        .expect("building the api");
+        let api_url = format!("http://{}", api.local_addr());
+        let token = stop.clone();
+        services.push(tokio::spawn(async move {
+            api.run_until_stopped(token.cancelled_owned())
+                .await
+                .expect("api server failed");
+        }));
+
+        TestApp {
+            api_url,
+            db_name: db_name.clone(),
+            db,
+            nats,
+            http: reqwest::Client::new(),
+            slot: db_name,
+            stop,
+            services,
+        }
+    }
+
+    /// A valid bearer token for `user_id`.
+    pub fn token(&self, user_id: &str) -> String {
+        tally_api::auth::TokenKeys::hs256(JWT_SECRET.as_bytes())
+            .issue(user_id, Duration::from_secs(3600))
+            .expect("signing a test token")
+    }
+
+    /// `METHOD {api_url}{path}` as `user_id` (None: anonymous).
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user_id: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.api_url));
+        match user_id {
+            Some(user) => builder.bearer_auth(self.token(user)),
+            None => builder,
+        }
+    }
+
+    /// Polls `probe` until it returns Some or `timeout` passes.
+    pub async fn eventually<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(value) = probe().await {
+                return Some(value);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A scalar from this test's database.
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        self.db.query_one(sql, &[]).await.expect(sql).get(0)
+    }
+
+    /// Stops the services (gracefully, as SIGTERM would) and drops this test's slot.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for service in self.services {
+            service.await.expect("a service panicked");
+        }
+        let _ = self
+            .db
+            .execute("SELECT pg_drop_replication_slot($1)", &[&self.slot])
+            .await;
+    }
+}

@@ -1,0 +1,4 @@
+//! tally's integration tests, one binary: the real services against real Postgres and NATS.
+
+mod api;
+mod pipeline;
