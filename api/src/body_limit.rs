@@ -2,7 +2,7 @@
 //! (411 even for a GET), so this cap reads a chunked body through a limit instead.
 
 use poem::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use poem::{Endpoint, IntoResponse, Request, Response};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
 use crate::problem::Problem;
 
@@ -17,11 +17,38 @@ fn too_large(max: usize) -> poem::Error {
 }
 
 /// Answers 413 to a body larger than `max` bytes, declared or streamed.
-pub async fn cap_body<E: Endpoint>(
-    next: E,
-    mut req: Request,
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit {
+    pub max: usize,
+}
+
+impl<E: Endpoint> Middleware<E> for BodyLimit {
+    type Output = BodyLimitEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        BodyLimitEndpoint {
+            inner,
+            max: self.max,
+        }
+    }
+}
+
+/// [`BodyLimit`] applied to an endpoint.
+#[derive(Debug)]
+pub struct BodyLimitEndpoint<E> {
+    inner: E,
     max: usize,
-) -> poem::Result<Response> {
+}
+
+impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        cap_body(&self.inner, req, self.max).await
+    }
+}
+
+async fn cap_body<E: Endpoint>(next: &E, mut req: Request, max: usize) -> poem::Result<Response> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)

@@ -73,6 +73,11 @@ pub fn spec_json() -> String {
     api_service().spec()
 }
 
+/// A handler panicked: answer a 500 problem and keep serving (CatchPanic logs it).
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> poem::Response {
+    Problem::internal().into_response()
+}
+
 /// A built api, bound to its port and ready to serve.
 pub struct Application {
     acceptor: TcpAcceptor,
@@ -132,11 +137,13 @@ impl Application {
             .nest("/", service)
             .at("/openapi.json", spec)
             .nest("/docs", docs)
-            .around(|next, req| body_limit::cap_body(next, req, MAX_BODY_BYTES))
+            .with(body_limit::BodyLimit {
+                max: MAX_BODY_BYTES,
+            })
             .data(self.store)
             .data(self.keys)
             .catch_all_error(render_error)
-            .with(CatchPanic::new().with_handler(|_| Problem::internal().into_response()))
+            .with(CatchPanic::new().with_handler(panic_response))
             .with(Tracing)
             .into_endpoint();
         tracing::info!(addr = %self.local_addr, "api listening");

@@ -166,6 +166,11 @@ impl poem::error::ResponseError for Problem {
 /// Turns every error that escapes the endpoints into a problem body, so no client ever sees
 /// poem's plain-text errors.
 pub async fn render_error(err: poem::Error) -> poem::Response {
+    // An operation's declared error response (ServiceError) is already a complete problem
+    // response with its headers (Retry-After): pass it through unchanged.
+    if err.is_from_response() {
+        return err.into_response();
+    }
     if err.status().is_server_error() && err.downcast_ref::<Problem>().is_none() {
         tracing::error!(error = %err, "request failed");
     }

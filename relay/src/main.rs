@@ -1,0 +1,43 @@
+//! The `tally-relay` binary: reads its configuration from the environment and relays the
+//! outbox to JetStream until SIGTERM or ctrl-c.
+
+use anyhow::Context;
+use tally_relay::{Config, Relay};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = Config::from_env().context("reading the configuration")?;
+    tracing::info!(?config, "starting");
+    let relay = Relay::build(config).await.context("starting the relay")?;
+    relay.run_until_stopped(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received: confirming what JetStream acknowledged");
+}

@@ -1,0 +1,198 @@
+//! The JetStream side: the NATS connection, the stream, and publishing events with their
+//! acknowledgements awaited in order by a separate task ([`AckWindow`]), so publishing never
+//! waits on an individual ack and a position is confirmed only once everything before it
+//! was acknowledged.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishAckFuture, stream::StorageType};
+use pgwire_replication::Lsn;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::instrument;
+
+use crate::config::StreamConfig;
+use crate::error::RelayError;
+use crate::outbox::OutboxEvent;
+
+/// How long JetStream API calls and publish acknowledgements may take before the session
+/// is considered broken and restarted.
+const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A NATS connection with its JetStream context. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    jetstream: jetstream::Context,
+}
+
+impl Publisher {
+    /// Connects to NATS. The client reconnects by itself afterwards; publishes made while it
+    /// is disconnected fail their ack, which restarts the session.
+    #[instrument(skip(url, max_in_flight))]
+    pub async fn connect(url: &str, max_in_flight: usize) -> Result<Self, RelayError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("tally-relay")
+            .connection_timeout(Duration::from_secs(5))
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+            })
+            .connect(url)
+            .await
+            .map_err(RelayError::NatsConnect)?;
+        // async-nats holds back publishes beyond its ack limit; keep that limit above the
+        // relay's own window so the window alone decides when reading pauses.
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(JETSTREAM_TIMEOUT)
+            .max_ack_inflight(max_in_flight.saturating_add(64).max(5_000))
+            .build(client);
+        Ok(Self { jetstream })
+    }
+
+    /// Gets the stream, creating it when missing. An existing stream is left as it is (an
+    /// operator may have tuned it); a different duplicate window is reported.
+    #[instrument(skip(self, config), fields(stream = %config.name))]
+    pub async fn ensure_stream(&self, config: &StreamConfig) -> Result<(), RelayError> {
+        let wanted = jetstream::stream::Config {
+            name: config.name.clone(),
+            subjects: config.subjects.clone(),
+            storage: StorageType::File,
+            duplicate_window: config.duplicate_window,
+            max_age: config.max_age,
+            ..Default::default()
+        };
+        // While NATS is unreachable the request waits for a reconnect; bound it so the
+        // outage is reported and retried rather than silent.
+        let stream = tokio::time::timeout(
+            JETSTREAM_TIMEOUT,
+            self.jetstream.get_or_create_stream(wanted),
+        )
+        .await
+        .map_err(|_| RelayError::StreamTimeout {
+            stream: config.name.clone(),
+        })?
+        .map_err(|source| RelayError::Stream {
+            stream: config.name.clone(),
+            source,
+        })?;
+        let actual = &stream.cached_info().config;
+        if actual.duplicate_window != config.duplicate_window {
+            tracing::warn!(
+                configured = ?config.duplicate_window,
+                actual = ?actual.duplicate_window,
+                "the stream's duplicate window differs from the configured one; left unchanged"
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends one event; the returned future resolves when JetStream stored it.
+    pub async fn publish(&self, event: OutboxEvent) -> Result<PublishAckFuture, RelayError> {
+        let OutboxEvent {
+            event_id,
+            subject,
+            payload,
+            headers,
+        } = event;
+        match self
+            .jetstream
+            .publish_with_headers(subject, headers, payload)
+            .await
+        {
+            Ok(ack) => Ok(ack),
+            Err(source) => Err(RelayError::Publish { event_id, source }),
+        }
+    }
+}
+
+/// What travels through the window, in stream order.
+#[derive(Debug)]
+pub enum InFlight {
+    /// A published event whose ack is pending.
+    Event {
+        event_id: String,
+        ack: PublishAckFuture,
+    },
+    /// A position that may be confirmed to Postgres once everything before it was acked.
+    Confirm(Lsn),
+}
+
+/// A bounded window of pending acknowledgements, awaited in order by its own task. The
+/// session publishes and pushes; the task publishes the newest confirmable position on a
+/// watch channel. Awaiting acks in another task keeps a full window from deadlocking the
+/// publisher.
+#[derive(Debug)]
+pub struct AckWindow {
+    sender: mpsc::Sender<InFlight>,
+    confirmed: watch::Receiver<Lsn>,
+    task: JoinHandle<Result<(), RelayError>>,
+}
+
+impl AckWindow {
+    pub fn spawn(capacity: usize) -> Self {
+        let (sender, mut receiver) = mpsc::channel::<InFlight>(capacity.max(1));
+        let (confirmed_tx, confirmed) = watch::channel(Lsn::ZERO);
+        let task = tokio::spawn(async move {
+            while let Some(item) = receiver.recv().await {
+                match item {
+                    InFlight::Event { event_id, ack } => match ack.await {
+                        Ok(ack) if ack.duplicate => {
+                            tracing::debug!(event_id, "JetStream dropped a duplicate");
+                        }
+                        Ok(_) => {}
+                        Err(source) => return Err(RelayError::Ack { event_id, source }),
+                    },
+                    InFlight::Confirm(lsn) => {
+                        confirmed_tx.send_if_modified(|current| {
+                            let raised = lsn > *current;
+                            if raised {
+                                *current = lsn;
+                            }
+                            raised
+                        });
+                    }
+                }
+            }
+            Ok(())
+        });
+        Self {
+            sender,
+            confirmed,
+            task,
+        }
+    }
+
+    /// Adds an item; waits while the window is full. Fails once the task stopped on an
+    /// error, which [`AckWindow::drain`] then returns.
+    pub async fn push(&self, item: InFlight) -> Result<(), RelayError> {
+        self.sender
+            .send(item)
+            .await
+            .map_err(|_| RelayError::AckWindowClosed)
+    }
+
+    /// The newest position whose events (and all before) JetStream acknowledged.
+    pub fn confirmed(&self) -> watch::Receiver<Lsn> {
+        self.confirmed.clone()
+    }
+
+    /// Closes the window and waits for every pending ack. Returns the last confirmable
+    /// position, and the error that stopped the task, if any.
+    pub async fn drain(self) -> (Lsn, Result<(), RelayError>) {
+        let Self {
+            sender,
+            confirmed,
+            task,
+        } = self;
+        drop(sender);
+        let result = match task.await {
+            Ok(result) => result,
+            Err(err) => Err(RelayError::AckTask(err)),
+        };
+        let lsn = *confirmed.borrow();
+        (lsn, result)
+    }
+}

@@ -1,0 +1,216 @@
+//! One streaming session: read the slot through pgwire-replication, publish each outbox
+//! insert as it is decoded, and confirm positions to Postgres as the ack window reaches
+//! them. A session ends on shutdown (after confirming everything acknowledged) or on the
+//! first error; the caller reconnects, and the slot resumes from its confirmed position.
+
+use std::time::Duration;
+
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::instrument;
+
+use crate::config::Config;
+use crate::error::RelayError;
+use crate::outbox::{OutboxEvent, TABLE};
+use crate::pgoutput::{Decoder, Message};
+use crate::publisher::{AckWindow, InFlight, Publisher};
+
+/// How soon a newly confirmed position is reported to Postgres.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a closing session waits for its last confirmation to reach Postgres.
+const FINAL_CONFIRM_TIMEOUT: Duration = STATUS_INTERVAL.saturating_mul(5);
+
+/// Streams until `stop` is cancelled (`Ok`) or something fails (`Err`).
+#[instrument(skip_all, fields(slot = %config.slot))]
+pub async fn run(
+    config: &Config,
+    publisher: &Publisher,
+    stop: &CancellationToken,
+) -> Result<(), RelayError> {
+    // Reading from the slot is pointless while JetStream cannot take events: this both
+    // checks NATS and recreates the stream if it was deleted.
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => return Ok(()),
+        ensured = publisher.ensure_stream(&config.stream) => ensured?,
+    }
+
+    let replication = config
+        .replication()?
+        .with_status_interval(STATUS_INTERVAL)
+        // Start at the slot's confirmed position.
+        .with_start_lsn(Lsn::ZERO);
+    let mut client = ReplicationClient::connect(replication)
+        .await
+        .map_err(RelayError::Replication)?;
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => return Ok(()),
+        started = client.wait_started() => started.map_err(RelayError::Replication)?,
+    }
+    tracing::info!("streaming from the replication slot");
+
+    let window = AckWindow::spawn(config.max_in_flight);
+    let mut session = Session {
+        client: &mut client,
+        publisher,
+        window: &window,
+        confirmed: window.confirmed(),
+        stop,
+        reported: Lsn::ZERO,
+    };
+    let streamed = session.stream().await;
+
+    // Whatever ended the stream, what JetStream acknowledged is confirmed before the
+    // connection closes; otherwise a restart would replay it.
+    let (acked, drained) = window.drain().await;
+    let result = match (streamed, drained) {
+        (Err(RelayError::AckWindowClosed), Err(ack_failure)) => Err(ack_failure),
+        (Err(err), _) => Err(err),
+        (Ok(()), Err(ack_failure)) => Err(ack_failure),
+        (Ok(()), Ok(())) => Ok(()),
+    };
+    finish(client, acked).await;
+    result
+}
+
+struct Session<'a> {
+    client: &'a mut ReplicationClient,
+    publisher: &'a Publisher,
+    window: &'a AckWindow,
+    confirmed: watch::Receiver<Lsn>,
+    stop: &'a CancellationToken,
+    reported: Lsn,
+}
+
+/// Whether an item went into the window or shutdown came first.
+enum Pushed {
+    Yes,
+    Stopped,
+}
+
+impl Session<'_> {
+    async fn stream(&mut self) -> Result<(), RelayError> {
+        let mut decoder = Decoder::new();
+        // The final LSN of the transaction being received, between Begin and Commit.
+        let mut open_txn: Option<Lsn> = None;
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return Ok(()),
+                changed = self.confirmed.changed() => {
+                    changed.map_err(|_| RelayError::AckWindowClosed)?;
+                    self.report_confirmed();
+                    continue;
+                }
+                event = self.client.recv() => event.map_err(RelayError::Replication)?,
+            };
+            let Some(event) = event else {
+                return Err(RelayError::ReplicationEnded);
+            };
+            let item = match event {
+                ReplicationEvent::Begin { final_lsn, .. } => {
+                    open_txn = Some(final_lsn);
+                    continue;
+                }
+                ReplicationEvent::XLogData { data, .. } => {
+                    let Message::Insert(row) = decoder.decode(&data).map_err(RelayError::Decode)?
+                    else {
+                        continue;
+                    };
+                    if row.relation.name != TABLE {
+                        tracing::debug!(table = %row.relation.name, "insert into another table; skipped");
+                        continue;
+                    }
+                    let event =
+                        OutboxEvent::from_row(&row).map_err(|source| RelayError::Outbox {
+                            commit_lsn: open_txn.unwrap_or_default().to_string(),
+                            source,
+                        })?;
+                    let event_id = event.event_id.clone();
+                    let ack = self.publisher.publish(event).await?;
+                    InFlight::Event { event_id, ack }
+                }
+                ReplicationEvent::Commit { end_lsn, .. } => {
+                    open_txn = None;
+                    InFlight::Confirm(end_lsn)
+                }
+                // Postgres sends keepalives, not transactions, while only unpublished tables
+                // change. Confirming their position (once all before it is acked) lets the
+                // slot advance so WAL does not pile up on an idle outbox. Not inside a
+                // transaction: its commit is still to come.
+                ReplicationEvent::KeepAlive { wal_end, .. } if open_txn.is_none() => {
+                    InFlight::Confirm(wal_end)
+                }
+                ReplicationEvent::KeepAlive { .. }
+                | ReplicationEvent::Message { .. }
+                | ReplicationEvent::StoppedAt { .. } => continue,
+            };
+            if let Pushed::Stopped = self.push(item).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Puts `item` in the window, waiting while it is full (backpressure: nothing more is
+    /// read from the slot meanwhile) but still passing confirmations on.
+    async fn push(&mut self, item: InFlight) -> Result<Pushed, RelayError> {
+        let send = self.window.push(item);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return Ok(Pushed::Stopped),
+                sent = &mut send => return sent.map(|()| Pushed::Yes),
+                changed = self.confirmed.changed() => {
+                    changed.map_err(|_| RelayError::AckWindowClosed)?;
+                    // Inlined rather than `report_confirmed`: `send` borrows the window.
+                    let lsn = *self.confirmed.borrow_and_update();
+                    if lsn > self.reported {
+                        self.client.update_applied_lsn(lsn);
+                        self.reported = lsn;
+                    }
+                }
+            }
+        }
+    }
+
+    fn report_confirmed(&mut self) {
+        let lsn = *self.confirmed.borrow_and_update();
+        if lsn > self.reported {
+            tracing::trace!(%lsn, "confirming");
+            self.client.update_applied_lsn(lsn);
+            self.reported = lsn;
+        }
+    }
+}
+
+/// Reports `acked` to Postgres, waits until the status update carrying it was written (the
+/// client's `stop` sends none of its own), then closes the replication connection.
+async fn finish(mut client: ReplicationClient, acked: Lsn) {
+    if acked > Lsn::ZERO {
+        client.update_applied_lsn(acked);
+        let metrics = client.metrics();
+        let reported = async {
+            while metrics.last_applied_lsn() < acked && client.is_running() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(FINAL_CONFIRM_TIMEOUT, reported)
+            .await
+            .is_err()
+        {
+            tracing::warn!(lsn = %acked, "the final confirmation did not reach Postgres; a restart will replay from the previous one");
+        } else if client.is_running() {
+            tracing::info!(lsn = %acked, "confirmed the last acknowledged position");
+        }
+    }
+    match tokio::time::timeout(FINAL_CONFIRM_TIMEOUT, client.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "replication connection closed with an error")
+        }
+        Err(_) => tracing::warn!("the replication connection did not close in time"),
+    }
+}
