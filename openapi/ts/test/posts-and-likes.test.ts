@@ -1,0 +1,128 @@
+// The client against a live api: posts, likes and their eventually consistent counts.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { describe, test } from "node:test";
+
+import type { Post } from "../src/index.ts";
+import { anonymousClient, eventually, userClient } from "./stack.ts";
+
+// Skipped until the updater counts unlikes. Its `INSERT … ON CONFLICT DO UPDATE` into
+// post_counts proposes the row (post, -1, 0) for a batch whose net like delta is negative, and
+// Postgres checks `likes >= 0` on that proposed row before it resolves the conflict: the batch
+// fails, is redelivered forever, and delays every event batched with it, so such a test would
+// also break the convergence of the tests after it. Set this to false once that is fixed.
+export const UNLIKES_STALL_THE_UPDATER: string | false =
+  "the updater's post_counts upsert fails its CHECK on a net negative like delta";
+
+describe("posts", () => {
+  test("registering a post returns it with zero counts, and registering it again changes nothing", async () => {
+    const { userId, tally } = await userClient("alice");
+    const id = randomUUID();
+
+    const created = await tally.POST("/v1/posts", { body: { id } });
+    const again = await tally.POST("/v1/posts", { body: { id } });
+
+    assert.equal(created.response.status, 201);
+    const post: Post | undefined = created.data;
+    assert.equal(post?.id, id);
+    assert.equal(post?.author_id, userId);
+    assert.equal(post?.likes, 0);
+    assert.equal(post?.comments, 0);
+    assert.equal(again.response.status, 200);
+    assert.equal(again.data?.id, id);
+  });
+
+  test("a post registered without an id gets one, and anyone can read it", async () => {
+    const { tally } = await userClient("alice");
+
+    const { data: created } = await tally.POST("/v1/posts", { body: {} });
+    assert.ok(created, "the post was created");
+    const { data: read, response } = await anonymousClient().GET("/v1/posts/{post_id}", {
+      params: { path: { post_id: created.id } },
+    });
+
+    assert.equal(response.status, 200);
+    assert.equal(read?.id, created.id);
+  });
+});
+
+describe("likes", () => {
+  test("a like shows in the post's count once the pipeline catches up", async () => {
+    const { tally: alice } = await userClient("alice");
+    const { userId: bob, tally: bobClient } = await userClient("bob");
+    const { data: post } = await alice.POST("/v1/posts", { body: {} });
+    assert.ok(post);
+
+    const liked = await bobClient.POST("/v1/likes", { body: { post_id: post.id } });
+
+    assert.equal(liked.response.status, 201);
+    assert.equal(liked.data?.post_id, post.id);
+    assert.equal(liked.data?.user_id, bob);
+    assert.ok(liked.data?.event_id, "a like that changed something carries its event id");
+    const converged = await eventually(
+      async () => (await alice.GET("/v1/posts/{post_id}", { params: { path: { post_id: post.id } } })).data,
+      (read) => read?.likes === 1,
+    );
+    assert.equal(converged?.likes, 1);
+  });
+
+  test("unliking a post the caller does not like is a 204 that changes nothing", async () => {
+    const { tally: alice } = await userClient("alice");
+    const { data: post } = await alice.POST("/v1/posts", { body: {} });
+    assert.ok(post);
+
+    const result = await alice.DELETE("/v1/likes/{post_id}", { params: { path: { post_id: post.id } } });
+
+    assert.equal(result.response.status, 204);
+  });
+
+  test("liking twice is one like: the second answer is a 200 without an event", async () => {
+    const { tally: alice } = await userClient("alice");
+    const { data: post } = await alice.POST("/v1/posts", { body: {} });
+    assert.ok(post);
+
+    await alice.POST("/v1/likes", { body: { post_id: post.id } });
+    const again = await alice.POST("/v1/likes", { body: { post_id: post.id } });
+
+    assert.equal(again.response.status, 200);
+    assert.equal(again.data?.event_id ?? null, null);
+  });
+
+  test("unliking is a 204, and unliking again is still a 204", { skip: UNLIKES_STALL_THE_UPDATER }, async () => {
+    const { tally: alice } = await userClient("alice");
+    const { data: post } = await alice.POST("/v1/posts", { body: {} });
+    assert.ok(post);
+    const path = { post_id: post.id };
+    await alice.POST("/v1/likes", { body: path });
+
+    const unliked = await alice.DELETE("/v1/likes/{post_id}", { params: { path } });
+    const again = await alice.DELETE("/v1/likes/{post_id}", { params: { path } });
+
+    assert.equal(unliked.response.status, 204);
+    assert.equal(again.response.status, 204);
+  });
+
+  test(
+    "an unlike brings the count back down once the pipeline catches up",
+    { skip: UNLIKES_STALL_THE_UPDATER },
+    async () => {
+      const { tally: alice } = await userClient("alice");
+      const { data: post } = await alice.POST("/v1/posts", { body: {} });
+      assert.ok(post);
+      const path = { post_id: post.id };
+      await alice.POST("/v1/likes", { body: path });
+      await eventually(
+        async () => (await alice.GET("/v1/posts/{post_id}", { params: { path } })).data?.likes,
+        (likes) => likes === 1,
+      );
+
+      await alice.DELETE("/v1/likes/{post_id}", { params: { path } });
+
+      const likes = await eventually(
+        async () => (await alice.GET("/v1/posts/{post_id}", { params: { path } })).data?.likes,
+        (count) => count === 0,
+      );
+      assert.equal(likes, 0);
+    },
+  );
+});
