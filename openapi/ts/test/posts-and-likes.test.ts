@@ -4,15 +4,7 @@ import { randomUUID } from "node:crypto";
 import { describe, test } from "node:test";
 
 import type { Post } from "../src/index.ts";
-import { anonymousClient, eventually, userClient } from "./stack.ts";
-
-// Skipped until the updater counts unlikes. Its `INSERT … ON CONFLICT DO UPDATE` into
-// post_counts proposes the row (post, -1, 0) for a batch whose net like delta is negative, and
-// Postgres checks `likes >= 0` on that proposed row before it resolves the conflict: the batch
-// fails, is redelivered forever, and delays every event batched with it, so such a test would
-// also break the convergence of the tests after it. Set this to false once that is fixed.
-export const UNLIKES_STALL_THE_UPDATER: string | false =
-  "the updater's post_counts upsert fails its CHECK on a net negative like delta";
+import { anonymousClient, eventually, UNLIKES_STALL_THE_UPDATER, userClient } from "./stack.ts";
 
 describe("posts", () => {
   test("registering a post returns it with zero counts, and registering it again changes nothing", async () => {
