@@ -37,6 +37,36 @@ pub struct TestApp {
     services: Vec<JoinHandle<()>>,
 }
 
+/// An updater a test started with [`TestApp::spawn_updater`].
+#[derive(Debug)]
+pub struct SpawnedUpdater {
+    /// Where its `/metrics` are served.
+    pub metrics_addr: std::net::SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl SpawnedUpdater {
+    /// Stops it gracefully (as SIGTERM would) and waits until it has.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.expect("the updater panicked");
+    }
+
+    /// Waits until it returned by itself (e.g. through a test hook).
+    pub async fn finished(self) {
+        self.task.await.expect("the updater panicked");
+    }
+}
+
+fn updater_config(db_name: &str, nats: &NatsServer) -> tally_updater::Config {
+    let mut config =
+        tally_updater::Config::new(postgres().url_as("tally_updater", db_name), nats.url());
+    config.batch_wait = Duration::from_millis(20);
+    config.metrics_addr = "127.0.0.1:0".parse().expect("a socket address");
+    config
+}
+
 /// Connects to `url`, driving the connection on a background task.
 pub async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -49,6 +79,16 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 impl TestApp {
     /// Creates a fresh database, migrates it, starts a nats-server and the three services.
     pub async fn spawn() -> TestApp {
+        Self::start(true).await
+    }
+
+    /// Like [`TestApp::spawn`] but without the in-process updater, for tests that start their
+    /// own (several, or with test hooks) with [`TestApp::spawn_updater`].
+    pub async fn spawn_without_updater() -> TestApp {
+        Self::start(false).await
+    }
+
+    async fn start(with_updater: bool) -> TestApp {
         let pg = postgres();
         let id = Uuid::new_v4().simple().to_string();
         let db_name = format!("tally_test_{}", &id[..16]);
@@ -77,19 +117,15 @@ impl TestApp {
             }
         }));
 
-        let updater = tally_updater::Updater::build(tally_updater::Config {
-            database_url: pg.url_as("tally_updater", &db_name),
-            nats_url: nats.url(),
-            consumer: "tally-updater".into(),
-            batch_size: 500,
-            batch_wait: Duration::from_millis(20),
-        })
-        .await
-        .expect("building the updater");
-        let token = stop.clone();
-        services.push(tokio::spawn(
-            updater.run_until_stopped(token.cancelled_owned()),
-        ));
+        if with_updater {
+            let updater = tally_updater::Updater::build(updater_config(&db_name, &nats))
+                .await
+                .expect("building the updater");
+            let token = stop.clone();
+            services.push(tokio::spawn(
+                updater.run_until_stopped(token.cancelled_owned()),
+            ));
+        }
 
         let api = tally_api::Application::build(tally_api::Config {
             http_addr: "127.0.0.1:0".parse().expect("a socket address"),
@@ -117,6 +153,24 @@ impl TestApp {
             slot: db_name,
             stop,
             services,
+        }
+    }
+
+    /// The configuration the harness runs its updater with (metrics on a free port).
+    pub fn updater_config(&self) -> tally_updater::Config {
+        updater_config(&self.db_name, &self.nats)
+    }
+
+    /// Starts one more updater (built from [`TestApp::updater_config`], maybe changed);
+    /// updaters with the same consumer name share the durable consumer.
+    pub async fn spawn_updater(&self, updater: tally_updater::Updater) -> SpawnedUpdater {
+        let stop = CancellationToken::new();
+        let metrics_addr = updater.metrics_addr();
+        let task = tokio::spawn(updater.run_until_stopped(stop.clone().cancelled_owned()));
+        SpawnedUpdater {
+            metrics_addr,
+            stop,
+            task,
         }
     }
 

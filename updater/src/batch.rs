@@ -1,11 +1,18 @@
-//! Turns a batch of stream messages into one Postgres transaction: inbox rows for the new
-//! event ids, one summed upsert per post (in post-id order), and dead letters for events
-//! that cannot be decoded.
+//! Turns a batch of stream messages into one Postgres transaction: dead letters for events
+//! that cannot be decoded, inbox rows for the new event ids, and one summed upsert per post
+//! (in post-id order, so concurrent updaters lock rows in the same order and cannot deadlock).
+//!
+//! A summed delta that would take a count below zero trips the `CHECK (... >= 0)` constraint.
+//! The batch then falls back, inside the same transaction, to a careful path that holds back
+//! only the offending events of that post: they may merely have overtaken the event they undo
+//! (another updater's batch still in flight), so they are redelivered a few times before being
+//! dead-lettered as the bug signal they then are. The rest of the batch applies either way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use tally_sql::Event;
 use tokio_postgres::Transaction;
+use tokio_postgres::error::SqlState;
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -17,7 +24,7 @@ pub enum Decoded {
 }
 
 /// An event that will never apply; kept in `dead_letters` for inspection.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub subject: String,
     pub event_id: Option<String>,
@@ -25,73 +32,91 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
-/// What applying a batch did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Applied {
-    /// Events whose deltas were applied now.
-    pub applied: usize,
-    /// Events already in the inbox (redeliveries, or the same id twice).
-    pub duplicates: usize,
-    /// Events written to dead letters.
-    pub dead_lettered: usize,
+/// A decoded event of the batch, with what the caller knows about its delivery.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub event: &'a Event,
+    /// The raw payload, kept verbatim if the event is dead-lettered.
+    pub payload: &'a [u8],
+    /// How many times JetStream has delivered this message (1 the first time).
+    pub deliveries: u64,
 }
 
-/// Per-post summed deltas, ordered by post id so concurrent updaters lock rows in the same
-/// order and cannot deadlock.
-#[derive(Debug, Default)]
-struct Deltas(BTreeMap<Uuid, (i64, i64)>);
+/// What became of one event of the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its delta was applied now.
+    Applied,
+    /// Already in the inbox: applied before.
+    Duplicate,
+    /// Would make a count negative; held back for a later redelivery.
+    Deferred,
+    /// Would make a count negative and has run out of redeliveries: dead-lettered.
+    DeadLettered,
+}
 
-impl Deltas {
-    fn add(&mut self, event: &Event) {
-        let entry = self.0.entry(event.post_id).or_default();
-        entry.0 += event.event_type.like_delta();
-        entry.1 += event.event_type.comment_delta();
+/// The sum of deltas of one post.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Delta {
+    likes: i64,
+    comments: i64,
+}
+
+impl Delta {
+    fn of(event: &Event) -> Self {
+        Self {
+            likes: event.event_type.like_delta(),
+            comments: event.event_type.comment_delta(),
+        }
+    }
+    fn add(&mut self, other: Delta) {
+        self.likes += other.likes;
+        self.comments += other.comments;
+    }
+    fn is_zero(self) -> bool {
+        self.likes == 0 && self.comments == 0
     }
 }
 
-/// Applies the batch inside `txn` (the caller commits, then acks).
-#[instrument(skip_all, fields(size = batch.len()))]
+/// Writes the poison messages to `dead_letters` inside `txn`.
+#[instrument(skip_all, fields(count = poison.len()))]
+pub async fn dead_letter(
+    txn: &Transaction<'_>,
+    poison: &[DeadLetter],
+) -> Result<(), tokio_postgres::Error> {
+    if poison.is_empty() {
+        return Ok(());
+    }
+    let subjects: Vec<&str> = poison.iter().map(|p| p.subject.as_str()).collect();
+    let ids: Vec<Option<&str>> = poison.iter().map(|p| p.event_id.as_deref()).collect();
+    let payloads: Vec<&[u8]> = poison.iter().map(|p| p.payload.as_slice()).collect();
+    let reasons: Vec<&str> = poison.iter().map(|p| p.reason.as_str()).collect();
+    txn.execute(
+        "INSERT INTO dead_letters (subject, event_id, payload, reason)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])",
+        &[&subjects, &ids, &payloads, &reasons],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies `events` (distinct ids) inside `txn` and says what became of each, in order.
+/// The caller commits, then acks according to the verdicts.
+#[instrument(skip_all, fields(size = events.len()))]
 pub async fn apply(
     txn: &Transaction<'_>,
-    batch: &[Decoded],
-) -> Result<Applied, tokio_postgres::Error> {
-    let mut outcome = Applied::default();
-
-    let poison: Vec<&DeadLetter> = batch
-        .iter()
-        .filter_map(|d| match d {
-            Decoded::Poison(p) => Some(p),
-            Decoded::Event(_) => None,
-        })
-        .collect();
-    if !poison.is_empty() {
-        let subjects: Vec<&str> = poison.iter().map(|p| p.subject.as_str()).collect();
-        let ids: Vec<Option<&str>> = poison.iter().map(|p| p.event_id.as_deref()).collect();
-        let payloads: Vec<&[u8]> = poison.iter().map(|p| p.payload.as_slice()).collect();
-        let reasons: Vec<&str> = poison.iter().map(|p| p.reason.as_str()).collect();
-        txn.execute(
-            "INSERT INTO dead_letters (subject, event_id, payload, reason)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])",
-            &[&subjects, &ids, &payloads, &reasons],
-        )
-        .await?;
-        outcome.dead_lettered = poison.len();
-    }
-
-    let events: Vec<&Event> = batch
-        .iter()
-        .filter_map(|d| match d {
-            Decoded::Event(e) => Some(e),
-            Decoded::Poison(_) => None,
-        })
-        .collect();
+    events: &[Incoming<'_>],
+    negative_retries: u32,
+) -> Result<Vec<Verdict>, tokio_postgres::Error> {
+    let mut verdicts = vec![Verdict::Duplicate; events.len()];
     if events.is_empty() {
-        return Ok(outcome);
+        return Ok(verdicts);
     }
-    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    // ON CONFLICT DO NOTHING also drops an id repeated inside this batch: only its first
-    // row is inserted and returned.
-    let fresh: std::collections::HashSet<Uuid> = txn
+    // Sorted, so two transactions inserting overlapping ids (a redelivery racing the original)
+    // take the inbox's index locks in the same order.
+    let mut ids: Vec<Uuid> = events.iter().map(|e| e.event.id).collect();
+    ids.sort_unstable();
+    let fresh: HashSet<Uuid> = txn
         .query(
             "INSERT INTO inbox (event_id) SELECT unnest($1::uuid[])
              ON CONFLICT (event_id) DO NOTHING
@@ -103,22 +128,41 @@ pub async fn apply(
         .map(|row| row.get(0))
         .collect();
 
-    let mut deltas = Deltas::default();
-    let mut seen = std::collections::HashSet::new();
-    for event in &events {
-        if fresh.contains(&event.id) && seen.insert(event.id) {
-            deltas.add(event);
-            outcome.applied += 1;
-        } else {
-            outcome.duplicates += 1;
+    let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
+    for (i, incoming) in events.iter().enumerate() {
+        if fresh.contains(&incoming.event.id) {
+            verdicts[i] = Verdict::Applied;
+            deltas
+                .entry(incoming.event.post_id)
+                .or_default()
+                .add(Delta::of(incoming.event));
         }
     }
-    if deltas.0.is_empty() {
-        return Ok(outcome);
+    deltas.retain(|_, d| !d.is_zero());
+    if deltas.is_empty() {
+        return Ok(verdicts);
     }
-    let posts: Vec<Uuid> = deltas.0.keys().copied().collect();
-    let likes: Vec<i64> = deltas.0.values().map(|d| d.0).collect();
-    let comments: Vec<i64> = deltas.0.values().map(|d| d.1).collect();
+
+    txn.batch_execute("SAVEPOINT deltas").await?;
+    match upsert(txn, &deltas).await {
+        Ok(()) => return Ok(verdicts),
+        Err(err) if err.code() == Some(&SqlState::CHECK_VIOLATION) => {
+            txn.batch_execute("ROLLBACK TO SAVEPOINT deltas").await?;
+        }
+        Err(err) => return Err(err),
+    }
+    hold_back_negatives(txn, events, &mut verdicts, negative_retries).await?;
+    Ok(verdicts)
+}
+
+/// The common path: one statement, one row write per post however many events it had.
+async fn upsert(
+    txn: &Transaction<'_>,
+    deltas: &BTreeMap<Uuid, Delta>,
+) -> Result<(), tokio_postgres::Error> {
+    let posts: Vec<Uuid> = deltas.keys().copied().collect();
+    let likes: Vec<i64> = deltas.values().map(|d| d.likes).collect();
+    let comments: Vec<i64> = deltas.values().map(|d| d.comments).collect();
     txn.execute(
         "INSERT INTO post_counts AS c (post_id, likes, comments)
          SELECT * FROM unnest($1::uuid[], $2::int8[], $3::int8[]) ORDER BY 1
@@ -129,5 +173,126 @@ pub async fn apply(
         &[&posts, &likes, &comments],
     )
     .await?;
-    Ok(outcome)
+    Ok(())
+}
+
+/// The careful path, after the summed upsert hit the non-negative constraint: lock every post
+/// of the batch (in post-id order), then per post apply all increments and as many decrements
+/// as the count allows. Deltas commute, so this order changes no final count; it only holds
+/// back the fewest events. Held-back events leave the inbox again (they are not applied).
+async fn hold_back_negatives(
+    txn: &Transaction<'_>,
+    events: &[Incoming<'_>],
+    verdicts: &mut [Verdict],
+    negative_retries: u32,
+) -> Result<(), tokio_postgres::Error> {
+    let mut by_post: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
+    for (i, verdict) in verdicts.iter().enumerate() {
+        if *verdict == Verdict::Applied {
+            by_post.entry(events[i].event.post_id).or_default().push(i);
+        }
+    }
+    let posts: Vec<Uuid> = by_post.keys().copied().collect();
+    txn.execute(
+        "INSERT INTO post_counts (post_id) SELECT unnest($1::uuid[]) ORDER BY 1
+         ON CONFLICT (post_id) DO NOTHING",
+        &[&posts],
+    )
+    .await?;
+    let current: BTreeMap<Uuid, Delta> = txn
+        .query(
+            "SELECT post_id, likes, comments FROM post_counts
+             WHERE post_id = ANY($1) ORDER BY post_id FOR UPDATE",
+            &[&posts],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            (
+                row.get(0),
+                Delta {
+                    likes: row.get(1),
+                    comments: row.get(2),
+                },
+            )
+        })
+        .collect();
+
+    let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
+    let mut dead = Vec::new();
+    let mut held_back = Vec::new();
+    for (post, mut indexes) in by_post {
+        let start = current.get(&post).copied().unwrap_or_default();
+        let mut running = start;
+        // Increments first: the order that holds back the fewest decrements.
+        indexes.sort_by_key(|&i| {
+            let d = Delta::of(events[i].event);
+            (d.likes + d.comments) < 0
+        });
+        for i in indexes {
+            let delta = Delta::of(events[i].event);
+            let next = Delta {
+                likes: running.likes + delta.likes,
+                comments: running.comments + delta.comments,
+            };
+            if next.likes >= 0 && next.comments >= 0 {
+                running = next;
+                continue;
+            }
+            held_back.push(events[i].event.id);
+            if events[i].deliveries > u64::from(negative_retries) {
+                verdicts[i] = Verdict::DeadLettered;
+                let event = events[i].event;
+                let (what, count) = if delta.likes < 0 {
+                    ("like", running.likes)
+                } else {
+                    ("comment", running.comments)
+                };
+                tracing::error!(event_id = %event.id, post_id = %post, event_type = %event.event_type,
+                    count, deliveries = events[i].deliveries,
+                    "an event would make a count negative after every redelivery: dead-lettered");
+                dead.push(DeadLetter {
+                    subject: event.subject(),
+                    event_id: Some(event.id.to_string()),
+                    payload: events[i].payload.to_vec(),
+                    reason: format!(
+                        "{} would make the {what} count of post {post} negative ({count} - 1), \
+                         still after {} deliveries",
+                        event.event_type, events[i].deliveries
+                    ),
+                });
+            } else {
+                verdicts[i] = Verdict::Deferred;
+            }
+        }
+        let delta = Delta {
+            likes: running.likes - start.likes,
+            comments: running.comments - start.comments,
+        };
+        if !delta.is_zero() {
+            deltas.insert(post, delta);
+        }
+    }
+
+    if !deltas.is_empty() {
+        let posts: Vec<Uuid> = deltas.keys().copied().collect();
+        let likes: Vec<i64> = deltas.values().map(|d| d.likes).collect();
+        let comments: Vec<i64> = deltas.values().map(|d| d.comments).collect();
+        // Every row is locked already, so the update's own order does not matter.
+        txn.execute(
+            "UPDATE post_counts AS c
+             SET likes = c.likes + d.likes, comments = c.comments + d.comments,
+                 updated_at = now()
+             FROM unnest($1::uuid[], $2::int8[], $3::int8[]) AS d(post_id, likes, comments)
+             WHERE c.post_id = d.post_id",
+            &[&posts, &likes, &comments],
+        )
+        .await?;
+    }
+    if !held_back.is_empty() {
+        txn.execute("DELETE FROM inbox WHERE event_id = ANY($1)", &[&held_back])
+            .await?;
+    }
+    dead_letter(txn, &dead).await?;
+    Ok(())
 }

@@ -2,29 +2,48 @@
 //! `post_counts` exactly once: inbox rows and summed deltas commit in one transaction, and
 //! the batch is acked only after that commit, so a redelivered event changes nothing.
 //!
+//! Duplicates are dropped twice: first in memory (ids this instance applied in the last few
+//! minutes, which catches most redeliveries without a round trip), then by the inbox, which
+//! is the real guarantee and holds across instances.
+//!
 //! Start it with [`Updater::build`] then [`Updater::run_until_stopped`].
 
 pub mod batch;
 pub mod config;
+pub mod inbox;
+pub mod metrics;
+pub mod reconcile;
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use tally_sql::Event;
 use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
 use tracing::instrument;
+use uuid::Uuid;
 
-pub use config::Config;
+pub use config::{Command, Config, ReconcileArgs};
+pub use metrics::Metrics;
 
-use crate::batch::{DeadLetter, Decoded};
+use crate::batch::{DeadLetter, Decoded, Incoming, Verdict};
+use crate::metrics::MetricsServer;
 
 /// How long a failed batch waits before JetStream redelivers it.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Longest pause between attempts to reach a component that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long an applied id is remembered in memory (most redeliveries come well within it).
+const RECENT_IDS_TTL: Duration = Duration::from_secs(5 * 60);
+/// Most ids remembered in memory (16 bytes each, plus moka's overhead).
+const RECENT_IDS_MAX: u64 = 1_000_000;
+/// How often the inbox is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Why the updater could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +64,16 @@ pub enum UpdaterError {
         #[source]
         source: async_nats::jetstream::stream::ConsumerError,
     },
+    #[error(
+        "TALLY_UPDATER_INBOX_RETENTION_SECS ({retention}s) must be longer than the stream's max age ({max_age}s), or a redelivered event could be applied twice"
+    )]
+    RetentionTooShort { retention: u64, max_age: u64 },
+    #[error("could not listen on TALLY_UPDATER_METRICS_ADDR {addr}")]
+    MetricsBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why one batch could not be applied (it is redelivered).
@@ -56,25 +85,40 @@ enum BatchError {
     Transaction(#[source] tokio_postgres::Error),
 }
 
-/// A built updater, connected and bound to its durable consumer.
+/// A built updater, connected and bound to its durable consumer and metrics address.
 pub struct Updater {
     config: Config,
     pool: Pool,
     consumer: PullConsumer,
+    metrics: Metrics,
+    metrics_server: MetricsServer,
+    recent: moka::future::Cache<Uuid, ()>,
+    crash_after_commit: bool,
 }
 
 impl std::fmt::Debug for Updater {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Updater")
             .field("config", &self.config)
+            .field("metrics_addr", &self.metrics_server.local_addr())
             .finish_non_exhaustive()
     }
 }
 
+/// What one message turned into, before the database had its say.
+enum Step {
+    /// Poison: dead-lettered with the batch, then terminated.
+    Poison,
+    /// Already applied (known in memory, or twice in this batch): acked.
+    Duplicate,
+    /// To apply: index into the batch's events.
+    Apply(usize),
+}
+
 impl Updater {
     /// Connects to NATS, waits for the stream (the relay creates it), and creates or binds the
-    /// durable pull consumer. Postgres is connected lazily, so a database outage at start is
-    /// waited out like one later.
+    /// durable pull consumer; binds the metrics listener. Postgres is connected lazily, so a
+    /// database outage at start is waited out like one later.
     pub async fn build(config: Config) -> Result<Self, UpdaterError> {
         let pg_config: tokio_postgres::Config = config
             .database_url
@@ -88,12 +132,19 @@ impl Updater {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(2)
+            .max_size(3)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(Duration::from_secs(5)))
             .wait_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(UpdaterError::Pool)?;
+
+        let metrics_server = MetricsServer::bind(config.metrics_addr)
+            .await
+            .map_err(|source| UpdaterError::MetricsBind {
+                addr: config.metrics_addr,
+                source,
+            })?;
 
         let client = async_nats::ConnectOptions::new()
             .name("tally-updater")
@@ -106,6 +157,13 @@ impl Updater {
             })?;
         let js = jetstream::new(client);
         let stream = wait_for_stream(&js).await;
+        let max_age = stream.cached_info().config.max_age;
+        if !max_age.is_zero() && config.inbox_retention <= max_age {
+            return Err(UpdaterError::RetentionTooShort {
+                retention: config.inbox_retention.as_secs(),
+                max_age: max_age.as_secs(),
+            });
+        }
         let consumer = stream
             .get_or_create_consumer(
                 &config.consumer,
@@ -113,7 +171,7 @@ impl Updater {
                     durable_name: Some(config.consumer.clone()),
                     description: Some("tally-updater: applies events to post_counts".into()),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    ack_wait: config.ack_wait,
                     max_ack_pending: 20_000,
                     filter_subject: tally_sql::STREAM_SUBJECTS.into(),
                     ..Default::default()
@@ -124,23 +182,80 @@ impl Updater {
                 name: config.consumer.clone(),
                 source,
             })?;
+        let recent = moka::future::Cache::builder()
+            .time_to_live(RECENT_IDS_TTL)
+            .max_capacity(RECENT_IDS_MAX)
+            .build();
         Ok(Self {
             config,
             pool,
             consumer,
+            metrics: Metrics::new(),
+            metrics_server,
+            recent,
+            crash_after_commit: false,
         })
+    }
+
+    /// The address `/metrics` is served on (useful with port 0).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_server.local_addr()
+    }
+
+    /// This instance's metrics.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
+    /// Test hook: after the first batch commits, stop at once without acking it, as a process
+    /// killed between commit and ack would.
+    #[doc(hidden)]
+    pub fn crash_after_commit(mut self) -> Self {
+        self.crash_after_commit = true;
+        self
     }
 
     /// Applies batches until `shutdown` resolves. A batch already pulled is finished
     /// (committed and acked) before returning.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        tracing::info!(consumer = %self.config.consumer, "updater running");
-        let mut shutdown = std::pin::pin!(shutdown);
+        tracing::info!(consumer = %self.config.consumer,
+            metrics_addr = %self.metrics_server.local_addr(), "updater running");
+        let stop = CancellationToken::new();
+        let stopper = stop.clone();
+        let on_shutdown = tokio::spawn(async move {
+            shutdown.await;
+            stopper.cancel();
+        });
+        let Updater {
+            config,
+            pool,
+            consumer,
+            metrics,
+            metrics_server,
+            recent,
+            crash_after_commit,
+        } = self;
+        let server =
+            tokio::spawn(metrics_server.serve(metrics.clone(), stop.clone().cancelled_owned()));
+        let pruner = tokio::spawn(prune_periodically(
+            pool.clone(),
+            config.inbox_retention,
+            metrics.clone(),
+            stop.clone(),
+        ));
+        let worker = Worker {
+            config,
+            pool,
+            consumer,
+            metrics,
+            recent,
+        };
+
         let mut backoff = Duration::from_millis(100);
         loop {
             let messages = tokio::select! {
-                () = &mut shutdown => break,
-                messages = self.pull() => messages,
+                () = stop.cancelled() => break,
+                messages = worker.pull() => messages,
             };
             let messages = match messages {
                 Ok(messages) => messages,
@@ -154,9 +269,17 @@ impl Updater {
             if messages.is_empty() {
                 continue;
             }
-            match self.process(&messages).await {
-                Ok(()) => backoff = Duration::from_millis(100),
+            match worker.commit(&messages).await {
+                Ok(acks) => {
+                    backoff = Duration::from_millis(100);
+                    if crash_after_commit {
+                        tracing::warn!("test hook: stopping between commit and ack");
+                        break;
+                    }
+                    worker.ack(&messages, acks).await;
+                }
                 Err(err) => {
+                    worker.metrics.batches_failed.inc();
                     tracing::warn!(error = %err, source = ?std::error::Error::source(&err),
                         "batch not applied; it will be redelivered");
                     for message in &messages {
@@ -167,9 +290,26 @@ impl Updater {
                 }
             }
         }
+        stop.cancel();
+        on_shutdown.abort();
+        let _ = pruner.await;
+        if let Ok(Err(err)) = server.await {
+            tracing::warn!(error = %err, "the metrics server failed");
+        }
         tracing::info!("updater stopped cleanly");
     }
+}
 
+/// The batch loop's state, apart from what runs beside it.
+struct Worker {
+    config: Config,
+    pool: Pool,
+    consumer: PullConsumer,
+    metrics: Metrics,
+    recent: moka::future::Cache<Uuid, ()>,
+}
+
+impl Worker {
     /// Pulls up to a batch, waiting at most the batch wait for it to fill.
     async fn pull(&self) -> Result<Vec<jetstream::Message>, async_nats::Error> {
         let mut stream = self
@@ -186,35 +326,160 @@ impl Updater {
         Ok(messages)
     }
 
-    /// Applies and then acks one batch.
+    /// Applies one batch and commits; returns how to ack each message.
     #[instrument(skip_all, fields(size = messages.len()))]
-    async fn process(&self, messages: &[jetstream::Message]) -> Result<(), BatchError> {
-        let decoded: Vec<Decoded> = messages.iter().map(decode).collect();
+    async fn commit(&self, messages: &[jetstream::Message]) -> Result<Vec<AckKind>, BatchError> {
+        let started = Instant::now();
+        self.metrics.batch_size.observe(messages.len() as f64);
+        let mut events: Vec<(Event, usize)> = Vec::new();
+        let mut poison = Vec::new();
+        let mut steps = Vec::with_capacity(messages.len());
+        let mut in_batch = HashSet::new();
+        for (index, message) in messages.iter().enumerate() {
+            match decode(message) {
+                Decoded::Poison(dead) => {
+                    poison.push(dead);
+                    steps.push(Step::Poison);
+                }
+                Decoded::Event(event) => {
+                    if !in_batch.insert(event.id) || self.recent.contains_key(&event.id) {
+                        steps.push(Step::Duplicate);
+                    } else {
+                        steps.push(Step::Apply(events.len()));
+                        events.push((event, index));
+                    }
+                }
+            }
+        }
+        let incoming: Vec<Incoming<'_>> = events
+            .iter()
+            .map(|(event, index)| Incoming {
+                event,
+                payload: &messages[*index].payload,
+                deliveries: messages[*index]
+                    .info()
+                    .map(|info| info.delivered.max(1) as u64)
+                    .unwrap_or(1),
+            })
+            .collect();
+
         let mut client = self.pool.get().await.map_err(BatchError::Connection)?;
         let txn = client
             .transaction()
             .await
             .map_err(BatchError::Transaction)?;
-        let outcome = batch::apply(&txn, &decoded)
+        batch::dead_letter(&txn, &poison)
+            .await
+            .map_err(BatchError::Transaction)?;
+        let verdicts = batch::apply(&txn, &incoming, self.config.negative_retries)
             .await
             .map_err(BatchError::Transaction)?;
         txn.commit().await.map_err(BatchError::Transaction)?;
-        tracing::debug!(?outcome, "batch applied");
+        self.metrics
+            .apply_seconds
+            .observe(started.elapsed().as_secs_f64());
 
-        // Only now is the batch durable: ack it. A lost ack means a redelivery, which the
-        // inbox turns into a no-op.
-        let acks = messages.iter().zip(&decoded).map(|(message, decoded)| async move {
-            let kind = match decoded {
-                Decoded::Event(_) => AckKind::Ack,
-                // Never redeliver a message that can never apply.
-                Decoded::Poison(_) => AckKind::Term,
-            };
+        // Only now is the batch durable: record what it did.
+        let now = chrono::Utc::now();
+        let mut memory_duplicates = 0;
+        let mut acks = Vec::with_capacity(messages.len());
+        let mut counts = [0usize; 4];
+        for step in steps {
+            acks.push(match step {
+                Step::Poison => AckKind::Term,
+                Step::Duplicate => {
+                    memory_duplicates += 1;
+                    AckKind::Ack
+                }
+                Step::Apply(i) => {
+                    let event = incoming[i].event;
+                    match verdicts[i] {
+                        Verdict::Applied => {
+                            counts[0] += 1;
+                            let lag = (now - event.time).to_std().unwrap_or_default();
+                            self.metrics.lag_seconds.observe(lag.as_secs_f64());
+                            self.recent.insert(event.id, ()).await;
+                            AckKind::Ack
+                        }
+                        Verdict::Duplicate => {
+                            counts[1] += 1;
+                            self.recent.insert(event.id, ()).await;
+                            AckKind::Ack
+                        }
+                        Verdict::Deferred => {
+                            counts[2] += 1;
+                            tracing::warn!(event_id = %event.id, post_id = %event.post_id,
+                                event_type = %event.event_type, deliveries = incoming[i].deliveries,
+                                "an event would make a count negative; redelivering it later");
+                            AckKind::Nak(Some(RETRY_DELAY * incoming[i].deliveries as u32))
+                        }
+                        Verdict::DeadLettered => {
+                            counts[3] += 1;
+                            AckKind::Term
+                        }
+                    }
+                }
+            });
+        }
+        self.metrics.events_applied.inc_by(counts[0] as u64);
+        self.metrics.duplicate("inbox", counts[1]);
+        self.metrics.duplicate("memory", memory_duplicates);
+        self.metrics.deferred.inc_by(counts[2] as u64);
+        self.metrics.dead_letter("negative", counts[3]);
+        self.metrics.dead_letter("poison", poison.len());
+        tracing::debug!(
+            applied = counts[0],
+            inbox_duplicates = counts[1],
+            memory_duplicates,
+            deferred = counts[2],
+            dead_lettered = counts[3] + poison.len(),
+            "batch committed"
+        );
+        Ok(acks)
+    }
+
+    /// Acks the committed batch. A lost ack means a redelivery, which memory or the inbox
+    /// turns into a no-op.
+    async fn ack(&self, messages: &[jetstream::Message], acks: Vec<AckKind>) {
+        let acks = messages.iter().zip(acks).map(|(message, kind)| async move {
             if let Err(err) = message.ack_with(kind).await {
                 tracing::warn!(error = %err, "ack failed; the event will be redelivered and dropped as a duplicate");
             }
         });
         futures::future::join_all(acks).await;
-        Ok(())
+    }
+}
+
+/// Prunes the inbox soon after start, then every [`PRUNE_EVERY`], until `stop`.
+async fn prune_periodically(
+    pool: Pool,
+    retention: Duration,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
+    let mut next = Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(next) => {}
+        }
+        next = PRUNE_EVERY;
+        let client = match pool.get().await {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::warn!(error = %err, "inbox pruning skipped: no Postgres connection");
+                continue;
+            }
+        };
+        match inbox::prune(&client, retention, inbox::PRUNE_BATCH).await {
+            Ok(deleted) => {
+                metrics.inbox_pruned.inc_by(deleted);
+                if deleted > 0 {
+                    tracing::info!(deleted, "inbox pruned");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "inbox pruning failed; retrying later"),
+        }
     }
 }
 

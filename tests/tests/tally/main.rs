@@ -3,3 +3,4 @@
 mod api;
 mod pipeline;
 mod roles;
+mod updater;

@@ -1,0 +1,700 @@
+//! The updater in production: exact counts under duplicates, crashes, poison, negative deltas
+//! and two instances; reconcile finds and repairs drift; the inbox is pruned.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use tally_sql::{Event, EventType};
+use tally_tests::TestApp;
+use tally_updater::reconcile::{self, Options};
+use uuid::Uuid;
+
+/// Publishes `payload` on `subject` straight to the stream under `msg_id`.
+async fn publish(app: &TestApp, subject: &str, msg_id: &str, payload: Vec<u8>) {
+    let js = app.nats.jetstream().await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(tally_sql::HEADER_MSG_ID, msg_id);
+    js.publish_with_headers(subject.to_owned(), headers, payload.into())
+        .await
+        .expect("publishing")
+        .await
+        .expect("the stream acked");
+}
+
+/// Publishes `event` under its own id as message id.
+async fn publish_event(app: &TestApp, event: &Event) {
+    publish(
+        app,
+        &event.subject(),
+        &event.id.to_string(),
+        event.to_json().into_bytes(),
+    )
+    .await;
+}
+
+/// The stream's state as the durable consumer sees it: (pending, ack pending).
+async fn consumer_backlog(app: &TestApp) -> (u64, usize) {
+    let js = app.nats.jetstream().await;
+    let stream = js.get_stream(tally_sql::STREAM).await.expect("the stream");
+    let mut consumer = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("tally-updater")
+        .await
+        .expect("the durable consumer");
+    let info = consumer.info().await.expect("consumer info");
+    (info.num_pending, info.num_ack_pending)
+}
+
+/// Waits until the durable consumer has nothing left to deliver or to be acked.
+async fn drained(app: &TestApp) {
+    let done = TestApp::eventually(Duration::from_secs(20), || async {
+        (consumer_backlog(app).await == (0, 0)).then_some(())
+    })
+    .await;
+    assert!(done.is_some(), "the updater never drained the stream");
+}
+
+async fn likes_of(app: &TestApp, post: Uuid) -> i64 {
+    app.db
+        .query_opt("SELECT likes FROM post_counts WHERE post_id = $1", &[&post])
+        .await
+        .expect("reading the count")
+        .map(|row| row.get(0))
+        .unwrap_or(0)
+}
+
+async fn metrics_text(addr: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("a metrics body")
+}
+
+/// The value of the sample line starting with `prefix` (name and labels), or 0.
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn options(fix: bool) -> Options {
+    Options {
+        post: None,
+        fix,
+        inbox_retention: tally_updater::config::DEFAULT_INBOX_RETENTION,
+        progress: false,
+    }
+}
+
+#[tokio::test]
+async fn the_same_event_under_two_message_ids_is_counted_once() {
+    // Arrange
+    let app = TestApp::spawn_without_updater().await;
+    let updater = app
+        .spawn_updater(
+            tally_updater::Updater::build(app.updater_config())
+                .await
+                .expect("building an updater"),
+        )
+        .await;
+    let post = Uuid::now_v7();
+    let event = Event::new(EventType::LikeAdded, post, "author", "ann");
+
+    // Act: past JetStream's de-duplication, which only knows message ids.
+    publish(
+        &app,
+        &event.subject(),
+        "first",
+        event.to_json().into_bytes(),
+    )
+    .await;
+    publish(
+        &app,
+        &event.subject(),
+        "second",
+        event.to_json().into_bytes(),
+    )
+    .await;
+    drained(&app).await;
+
+    // Assert
+    assert_eq!(likes_of(&app, post).await, 1);
+    let metrics = metrics_text(updater.metrics_addr).await;
+    assert_eq!(metric(&metrics, "tally_updater_events_applied_total"), 1.0);
+    let duplicates = metric(
+        &metrics,
+        "tally_updater_duplicates_dropped_total{caught_in=\"memory\"}",
+    ) + metric(
+        &metrics,
+        "tally_updater_duplicates_dropped_total{caught_in=\"inbox\"}",
+    );
+    assert_eq!(duplicates, 1.0, "{metrics}");
+    assert!(metrics.contains("tally_updater_event_lag_seconds_count 1"));
+    updater.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_between_commit_and_ack_is_counted_once() {
+    // Arrange: a short ack wait so the unacked event comes back quickly.
+    let app = TestApp::spawn_without_updater().await;
+    let mut config = app.updater_config();
+    config.ack_wait = Duration::from_secs(1);
+    let crashing = tally_updater::Updater::build(config.clone())
+        .await
+        .expect("building an updater")
+        .crash_after_commit();
+    let crashing = app.spawn_updater(crashing).await;
+    let post = Uuid::now_v7();
+    publish_event(
+        &app,
+        &Event::new(EventType::LikeAdded, post, "author", "ann"),
+    )
+    .await;
+
+    // Act: the first updater commits, then "dies" before acking.
+    crashing.finished().await;
+    assert_eq!(likes_of(&app, post).await, 1);
+    assert_eq!(
+        consumer_backlog(&app).await.1,
+        1,
+        "the event is still unacked"
+    );
+    let fresh = app
+        .spawn_updater(
+            tally_updater::Updater::build(config)
+                .await
+                .expect("building an updater"),
+        )
+        .await;
+    drained(&app).await;
+
+    // Assert: redelivered, dropped by the inbox (the fresh instance's memory is empty).
+    assert_eq!(likes_of(&app, post).await, 1);
+    let metrics = metrics_text(fresh.metrics_addr).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "tally_updater_duplicates_dropped_total{caught_in=\"inbox\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    fresh.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_event_is_dead_lettered_and_everything_after_it_is_counted() {
+    // Arrange
+    let app = TestApp::spawn_without_updater().await;
+    let post = Uuid::now_v7();
+    let future = Event::new(EventType::LikeAdded, post, "author", "bob");
+    let future_json = future.to_json().replace("\"version\":1", "\"version\":9");
+
+    // Act: garbage, an unknown version, then good events.
+    publish(
+        &app,
+        &format!("tally.like.added.{post}"),
+        "garbage",
+        b"{not json".to_vec(),
+    )
+    .await;
+    publish(&app, &future.subject(), "future", future_json.into_bytes()).await;
+    for user in ["ann", "cat"] {
+        publish_event(
+            &app,
+            &Event::new(EventType::LikeAdded, post, "author", user),
+        )
+        .await;
+    }
+    let updater = app
+        .spawn_updater(
+            tally_updater::Updater::build(app.updater_config())
+                .await
+                .expect("building an updater"),
+        )
+        .await;
+    drained(&app).await;
+
+    // Assert: terminated (not pending), kept with the reason, and the rest applied.
+    assert_eq!(likes_of(&app, post).await, 2);
+    let reasons: Vec<String> = app
+        .db
+        .query(
+            "SELECT reason FROM dead_letters ORDER BY dead_letter_id",
+            &[],
+        )
+        .await
+        .expect("reading dead letters")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("payload is not a tally event"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("version 9 is not supported"),
+        "{reasons:?}"
+    );
+    let metrics = metrics_text(updater.metrics_addr).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "tally_updater_dead_letters_total{reason=\"poison\"}"
+        ),
+        2.0
+    );
+    updater.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_delta_that_would_make_a_count_negative_is_dead_lettered_and_the_rest_applies() {
+    // Arrange: no retries, so the bug signal is immediate.
+    let app = TestApp::spawn_without_updater().await;
+    let (broken, fine) = (Uuid::now_v7(), Uuid::now_v7());
+    publish_event(
+        &app,
+        &Event::new(EventType::LikeAdded, fine, "author", "ann"),
+    )
+    .await;
+    publish_event(
+        &app,
+        &Event::new(EventType::LikeRemoved, broken, "author", "bob"),
+    )
+    .await;
+    publish_event(
+        &app,
+        &Event::new(EventType::CommentAdded, fine, "author", "cat"),
+    )
+    .await;
+    let mut config = app.updater_config();
+    config.negative_retries = 0;
+
+    // Act: all three land in one batch.
+    let updater = app
+        .spawn_updater(
+            tally_updater::Updater::build(config)
+                .await
+                .expect("building an updater"),
+        )
+        .await;
+    drained(&app).await;
+
+    // Assert: not clamped, not applied, dead-lettered; the rest of the batch applied.
+    let row = app
+        .db
+        .query_one(
+            "SELECT likes, comments FROM post_counts WHERE post_id = $1",
+            &[&fine],
+        )
+        .await
+        .expect("the fine post's counts");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (1, 1));
+    assert_eq!(likes_of(&app, broken).await, 0);
+    let reason: String = app
+        .db
+        .query_one("SELECT reason FROM dead_letters", &[])
+        .await
+        .expect("one dead letter")
+        .get(0);
+    assert!(
+        reason.contains(&format!("like count of post {broken} negative")),
+        "{reason}"
+    );
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 2);
+    let metrics = metrics_text(updater.metrics_addr).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "tally_updater_dead_letters_total{reason=\"negative\"}"
+        ),
+        1.0
+    );
+    updater.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unlike_that_overtakes_its_like_waits_for_it_instead_of_going_negative() {
+    // Arrange
+    let app = TestApp::spawn_without_updater().await;
+    let updater = app
+        .spawn_updater(
+            tally_updater::Updater::build(app.updater_config())
+                .await
+                .expect("building an updater"),
+        )
+        .await;
+    let post = Uuid::now_v7();
+
+    // Act: the unlike arrives first (as when another updater still holds the like).
+    publish_event(
+        &app,
+        &Event::new(EventType::LikeRemoved, post, "author", "ann"),
+    )
+    .await;
+    let deferred = TestApp::eventually(Duration::from_secs(10), || async {
+        let text = metrics_text(updater.metrics_addr).await;
+        (metric(&text, "tally_updater_negative_deferred_total") >= 1.0).then_some(())
+    })
+    .await;
+    assert!(deferred.is_some(), "the unlike was never held back");
+    publish_event(
+        &app,
+        &Event::new(EventType::LikeAdded, post, "author", "ann"),
+    )
+    .await;
+    drained(&app).await;
+
+    // Assert
+    assert_eq!(likes_of(&app, post).await, 0);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 2);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letters").await, 0);
+    updater.stop().await;
+    app.stop().await;
+}
+
+/// A tiny deterministic generator (xorshift64*), so a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+}
+
+/// What a random workload wrote so far.
+#[derive(Default)]
+struct World {
+    posts: Vec<Uuid>,
+    liked: HashSet<(usize, usize)>,
+    live_comments: HashMap<usize, Vec<Uuid>>,
+    events: usize,
+}
+
+/// Writes `ops` random likes, unlikes, comments and comment removals across `world.posts`
+/// the way the api does (domain rows and outbox rows in one transaction per chunk), so the
+/// events travel the real relay.
+async fn random_workload(app: &mut TestApp, world: &mut World, ops: usize, rng: &mut Rng) {
+    const CHUNK: usize = 2_000;
+    for _ in 0..ops.div_ceil(CHUNK) {
+        let before_liked = world.liked.clone();
+        let mut toggled = HashSet::new();
+        let mut added_comments: Vec<(Uuid, usize)> = Vec::new();
+        let mut removed_comments: HashSet<Uuid> = HashSet::new();
+        let mut events: Vec<Event> = Vec::new();
+        for _ in 0..CHUNK {
+            let p = rng.below(world.posts.len());
+            let post = world.posts[p];
+            if rng.below(10) < 7 {
+                let user = rng.below(30);
+                toggled.insert((p, user));
+                let actor = format!("user{user}");
+                let kind = if world.liked.remove(&(p, user)) {
+                    EventType::LikeRemoved
+                } else {
+                    world.liked.insert((p, user));
+                    EventType::LikeAdded
+                };
+                events.push(Event::new(kind, post, "author", &actor));
+            } else {
+                let live = world.live_comments.entry(p).or_default();
+                let mut event;
+                if !live.is_empty() && rng.below(2) == 0 {
+                    let comment = live.swap_remove(rng.below(live.len()));
+                    removed_comments.insert(comment);
+                    event = Event::new(EventType::CommentRemoved, post, "author", "someone");
+                    event.comment_id = Some(comment);
+                } else {
+                    let comment = Uuid::now_v7();
+                    live.push(comment);
+                    added_comments.push((comment, p));
+                    event = Event::new(EventType::CommentAdded, post, "author", "someone");
+                    event.comment_id = Some(comment);
+                }
+                events.push(event);
+            }
+        }
+        let (mut like_posts, mut like_users, mut unlike_posts, mut unlike_users) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for &(p, user) in &toggled {
+            let (was, is) = (
+                before_liked.contains(&(p, user)),
+                world.liked.contains(&(p, user)),
+            );
+            if !was && is {
+                like_posts.push(world.posts[p]);
+                like_users.push(format!("user{user}"));
+            } else if was && !is {
+                unlike_posts.push(world.posts[p]);
+                unlike_users.push(format!("user{user}"));
+            }
+        }
+        let new_ids: HashSet<Uuid> = added_comments.iter().map(|(c, _)| *c).collect();
+        let comment_ids: Vec<Uuid> = added_comments.iter().map(|(c, _)| *c).collect();
+        let comment_posts: Vec<Uuid> = added_comments
+            .iter()
+            .map(|(_, p)| world.posts[*p])
+            .collect();
+        let comment_gone: Vec<bool> = comment_ids
+            .iter()
+            .map(|c| removed_comments.contains(c))
+            .collect();
+        let old_removed: Vec<Uuid> = removed_comments.difference(&new_ids).copied().collect();
+
+        let txn = app.db.transaction().await.expect("a transaction");
+        txn.execute(
+            "INSERT INTO likes (post_id, user_id) SELECT * FROM unnest($1::uuid[], $2::text[])",
+            &[&like_posts, &like_users],
+        )
+        .await
+        .expect("inserting likes");
+        txn.execute(
+            "DELETE FROM likes l USING unnest($1::uuid[], $2::text[]) AS d(post_id, user_id)
+             WHERE l.post_id = d.post_id AND l.user_id = d.user_id",
+            &[&unlike_posts, &unlike_users],
+        )
+        .await
+        .expect("deleting likes");
+        txn.execute(
+            "INSERT INTO comments (comment_id, post_id, author_id, body, deleted_at)
+             SELECT c, p, 'someone', 'nice', CASE WHEN gone THEN now() END
+             FROM unnest($1::uuid[], $2::uuid[], $3::bool[]) AS x(c, p, gone)",
+            &[&comment_ids, &comment_posts, &comment_gone],
+        )
+        .await
+        .expect("inserting comments");
+        txn.execute(
+            "UPDATE comments SET deleted_at = now() WHERE comment_id = ANY($1)",
+            &[&old_removed],
+        )
+        .await
+        .expect("removing comments");
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let subjects: Vec<String> = events.iter().map(Event::subject).collect();
+        let posts: Vec<Uuid> = events.iter().map(|e| e.post_id).collect();
+        let payloads: Vec<String> = events.iter().map(Event::to_json).collect();
+        txn.execute(
+            "INSERT INTO outbox (event_id, event_type, subject, post_id, payload)
+             SELECT e, t, s, p, j::json
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[])
+                  WITH ORDINALITY AS x(e, t, s, p, j, n)
+             ORDER BY n",
+            &[&ids, &types, &subjects, &posts, &payloads],
+        )
+        .await
+        .expect("inserting outbox rows");
+        txn.commit().await.expect("committing a chunk");
+        world.events += events.len();
+    }
+}
+
+async fn create_posts(app: &TestApp, n: usize) -> Vec<Uuid> {
+    let posts: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    app.db
+        .execute(
+            "INSERT INTO posts (post_id, author_id) SELECT unnest($1::uuid[]), 'author'",
+            &[&posts],
+        )
+        .await
+        .expect("inserting posts");
+    posts
+}
+
+/// Waits until every outbox event is in the inbox or dead-lettered.
+async fn applied_all(app: &TestApp, events: usize, timeout: Duration) {
+    let done = TestApp::eventually(timeout, || async {
+        let applied = app.scalar_i64("SELECT count(*) FROM inbox").await;
+        (applied as usize >= events).then_some(())
+    })
+    .await;
+    let applied = app.scalar_i64("SELECT count(*) FROM inbox").await;
+    assert!(
+        done.is_some(),
+        "only {applied} of {events} events were applied"
+    );
+}
+
+#[tokio::test]
+async fn two_updaters_keep_fifty_thousand_random_events_exact() {
+    // Arrange: two instances on one durable consumer, small batches so they interleave.
+    let mut app = TestApp::spawn_without_updater().await;
+    let mut config = app.updater_config();
+    config.batch_size = 200;
+    let mut updaters = Vec::new();
+    for _ in 0..2 {
+        let updater = tally_updater::Updater::build(config.clone())
+            .await
+            .expect("building an updater");
+        updaters.push(app.spawn_updater(updater).await);
+    }
+    let mut world = World {
+        posts: create_posts(&app, 1_000).await,
+        ..World::default()
+    };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+
+    // Act
+    random_workload(&mut app, &mut world, 50_000, &mut rng).await;
+    applied_all(&app, world.events, Duration::from_secs(90)).await;
+
+    // Assert: reconcile finds nothing, and the view agrees.
+    let report = reconcile::reconcile(&mut app.db, &options(false))
+        .await
+        .expect("reconciling");
+    assert_eq!(report.checked, 1_000);
+    assert_eq!(report.drift, Vec::new());
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM count_drift").await, 0);
+    assert_eq!(
+        app.scalar_i64("SELECT coalesce(sum(likes), 0)::int8 FROM post_counts")
+            .await,
+        world.liked.len() as i64
+    );
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letters").await, 0);
+    for updater in updaters {
+        updater.stop().await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reconcile_detects_drift_and_fix_repairs_it() {
+    // Arrange: a drained pipeline, then two counts damaged behind its back.
+    let mut app = TestApp::spawn().await;
+    let mut world = World {
+        posts: create_posts(&app, 20).await,
+        ..World::default()
+    };
+    random_workload(&mut app, &mut world, 2_000, &mut Rng(7)).await;
+    applied_all(&app, world.events, Duration::from_secs(30)).await;
+    let (damaged, deleted) = (world.posts[3], world.posts[11]);
+    app.db
+        .execute(
+            "UPDATE post_counts SET likes = likes + 5, comments = comments + 1 WHERE post_id = $1",
+            &[&damaged],
+        )
+        .await
+        .expect("damaging a count");
+    app.db
+        .execute("DELETE FROM post_counts WHERE post_id = $1", &[&deleted])
+        .await
+        .expect("losing a count");
+
+    // Act
+    let found = reconcile::reconcile(&mut app.db, &options(false))
+        .await
+        .expect("reconciling");
+    let one = reconcile::reconcile(
+        &mut app.db,
+        &Options {
+            post: Some(damaged),
+            ..options(false)
+        },
+    )
+    .await
+    .expect("reconciling one post");
+    let fixed = reconcile::reconcile(&mut app.db, &options(true))
+        .await
+        .expect("repairing");
+    let after = reconcile::reconcile(&mut app.db, &options(false))
+        .await
+        .expect("reconciling again");
+
+    // Assert
+    let mut drifted: Vec<Uuid> = found.drift.iter().map(|d| d.post_id).collect();
+    drifted.sort();
+    let mut expected = vec![damaged, deleted];
+    expected.sort();
+    assert_eq!(drifted, expected);
+    assert_eq!(found.checked, 20);
+    assert_eq!(one.drift.len(), 1);
+    assert_eq!(one.drift[0].counted_likes, one.drift[0].actual_likes + 5);
+    assert_eq!(fixed.fixed, 2);
+    assert!(after.drift.is_empty(), "{:?}", after.drift);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM count_drift").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reconcile_fix_leaves_events_in_flight_to_the_updater() {
+    // Arrange: events written and streamed, but no updater has applied them yet, and one
+    // post's count is wrong on top of that.
+    let mut app = TestApp::spawn_without_updater().await;
+    let mut world = World {
+        posts: create_posts(&app, 10).await,
+        ..World::default()
+    };
+    random_workload(&mut app, &mut world, 500, &mut Rng(42)).await;
+    let damaged = world.posts[0];
+    app.db
+        .execute(
+            "INSERT INTO post_counts (post_id, likes) VALUES ($1, 7)",
+            &[&damaged],
+        )
+        .await
+        .expect("damaging a count");
+
+    // Act: repair while everything is in flight, then let the updater catch up.
+    let fixed = reconcile::reconcile(&mut app.db, &options(true))
+        .await
+        .expect("repairing");
+    let updater = app
+        .spawn_updater(
+            tally_updater::Updater::build(app.updater_config())
+                .await
+                .expect("building an updater"),
+        )
+        .await;
+    applied_all(&app, world.events, Duration::from_secs(30)).await;
+
+    // Assert: only the real drift was repaired, and no in-flight delta counted twice.
+    assert_eq!(fixed.drift.len(), 1, "{:?}", fixed.drift);
+    assert_eq!(fixed.drift[0].post_id, damaged);
+    assert_eq!(fixed.drift[0].expected_likes(), 0);
+    let after = reconcile::reconcile(&mut app.db, &options(false))
+        .await
+        .expect("reconciling again");
+    assert!(after.drift.is_empty(), "{:?}", after.drift);
+    updater.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_inbox_is_pruned_after_the_retention_in_batches() {
+    // Arrange: 7 old ids and 3 recent ones.
+    let app = TestApp::spawn().await;
+    app.db
+        .batch_execute(
+            "INSERT INTO inbox (event_id, processed_at)
+             SELECT gen_random_uuid(), now() - interval '9 days' FROM generate_series(1, 7);
+             INSERT INTO inbox (event_id) SELECT gen_random_uuid() FROM generate_series(1, 3);",
+        )
+        .await
+        .expect("filling the inbox");
+    let updater_db = tally_tests::connect(&app.updater_config().database_url).await;
+
+    // Act: as the updater's role, two rows per statement.
+    let deleted = tally_updater::inbox::prune(
+        &updater_db,
+        tally_updater::config::DEFAULT_INBOX_RETENTION,
+        2,
+    )
+    .await
+    .expect("pruning");
+
+    // Assert
+    assert_eq!(deleted, 7);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 3);
+    app.stop().await;
+}

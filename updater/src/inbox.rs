@@ -1,0 +1,37 @@
+//! Pruning the inbox: an event id only has to stay while its event can still be redelivered,
+//! i.e. for longer than the stream keeps events. Older ids are deleted in small batches so no
+//! statement holds many row locks or bloats one transaction.
+
+use std::time::Duration;
+
+use tracing::instrument;
+
+/// Rows deleted per statement.
+pub const PRUNE_BATCH: i64 = 5_000;
+
+/// Deletes inbox rows processed more than `retention` ago, `batch` at a time, and returns
+/// how many went. Several updaters may prune at once: one that finds its rows deleted by
+/// another just stops early, and the next round catches up.
+#[instrument(skip(client))]
+pub async fn prune(
+    client: &tokio_postgres::Client,
+    retention: Duration,
+    batch: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    let mut total = 0;
+    loop {
+        let deleted = client
+            .execute(
+                "DELETE FROM inbox WHERE event_id IN (
+                     SELECT event_id FROM inbox
+                     WHERE processed_at < now() - make_interval(secs => $1)
+                     LIMIT $2)",
+                &[&retention.as_secs_f64(), &batch],
+            )
+            .await?;
+        total += deleted;
+        if deleted < batch as u64 {
+            return Ok(total);
+        }
+    }
+}
