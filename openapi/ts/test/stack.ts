@@ -74,12 +74,3 @@ export async function eventually<T>(
   }
   return last;
 }
-
-// Tests that unlike are skipped until the updater counts unlikes. Its `INSERT … ON CONFLICT DO
-// UPDATE` into post_counts proposes the row (post, -1, 0) for a batch whose net like delta is
-// negative, and Postgres checks `likes >= 0` on that proposed row before it resolves the
-// conflict: the batch fails, is redelivered forever, and delays every event batched with it, so
-// such a test would also stall the counts the tests after it wait for. Set this to false once
-// that is fixed.
-export const UNLIKES_STALL_THE_UPDATER: string | false =
-  "the updater's post_counts upsert fails its CHECK on a net negative like delta";
