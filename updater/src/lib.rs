@@ -252,23 +252,30 @@ impl Updater {
         };
 
         let mut backoff = Duration::from_millis(100);
+        let mut pulling: Option<jetstream::consumer::pull::Stream> = None;
         loop {
-            let messages = tokio::select! {
-                () = stop.cancelled() => break,
-                messages = worker.pull() => messages,
-            };
-            let messages = match messages {
-                Ok(messages) => messages,
-                Err(err) => {
-                    tracing::warn!(error = %err, "pulling from JetStream failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
+            let Some(stream) = pulling.as_mut() else {
+                match worker.open().await {
+                    Ok(stream) => pulling = Some(stream),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "pulling from JetStream failed; retrying");
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
                 }
-            };
-            if messages.is_empty() {
                 continue;
-            }
+            };
+            let Some(messages) = worker.next_batch(stream, &stop).await else {
+                // Stopped, or the pull stream ended: reopen it unless stopping.
+                if stop.is_cancelled() {
+                    break;
+                }
+                pulling = None;
+                continue;
+            };
             match worker.commit(&messages).await {
                 Ok(acks) => {
                     backoff = Duration::from_millis(100);
@@ -310,20 +317,50 @@ struct Worker {
 }
 
 impl Worker {
-    /// Pulls up to a batch, waiting at most the batch wait for it to fill.
-    async fn pull(&self) -> Result<Vec<jetstream::Message>, async_nats::Error> {
-        let mut stream = self
+    /// A long-lived pull: JetStream keeps up to a batch of messages flowing to this instance,
+    /// so none is ever sent to a pull request that already gave up (such a message would
+    /// only come back after the ack wait).
+    async fn open(&self) -> Result<jetstream::consumer::pull::Stream, async_nats::Error> {
+        Ok(self
             .consumer
-            .batch()
-            .max_messages(self.config.batch_size as usize)
-            .expires(self.config.batch_wait)
+            .stream()
+            .max_messages_per_batch(self.config.batch_size as usize)
             .messages()
-            .await?;
-        let mut messages = Vec::new();
-        while let Some(message) = stream.next().await {
-            messages.push(message?);
+            .await?)
+    }
+
+    /// Waits for a first message (or `stop`), then collects more until the batch is full or
+    /// the batch wait has passed. None when stopped or when the pull stream ended.
+    async fn next_batch(
+        &self,
+        stream: &mut jetstream::consumer::pull::Stream,
+        stop: &CancellationToken,
+    ) -> Option<Vec<jetstream::Message>> {
+        let first = loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => return None,
+                next = stream.next() => next,
+            };
+            match next? {
+                Ok(message) => break message,
+                Err(err) => {
+                    tracing::warn!(error = %err, "pulling from JetStream failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + self.config.batch_wait;
+        while batch.len() < self.config.batch_size as usize {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(Ok(message))) => batch.push(message),
+                Ok(Some(Err(err))) => {
+                    tracing::debug!(error = %err, "pull error while filling a batch");
+                }
+                Ok(None) | Err(_) => break,
+            }
         }
-        Ok(messages)
+        Some(batch)
     }
 
     /// Applies one batch and commits; returns how to ack each message.

@@ -546,8 +546,33 @@ async fn two_updaters_keep_fifty_thousand_random_events_exact() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
 
     // Act
+    let started = std::time::Instant::now();
     random_workload(&mut app, &mut world, 50_000, &mut rng).await;
-    applied_all(&app, world.events, Duration::from_secs(90)).await;
+    let written = started.elapsed();
+    let outcome = TestApp::eventually(Duration::from_secs(90), || async {
+        let applied = app.scalar_i64("SELECT count(*) FROM inbox").await;
+        (applied as usize >= world.events).then_some(())
+    })
+    .await;
+    for updater in &updaters {
+        let text = metrics_text(updater.metrics_addr).await;
+        eprintln!(
+            "updater: applied {}, deferred {}, failed batches {}, dead letters {}",
+            metric(&text, "tally_updater_events_applied_total"),
+            metric(&text, "tally_updater_negative_deferred_total"),
+            metric(&text, "tally_updater_batches_failed_total"),
+            metric(
+                &text,
+                "tally_updater_dead_letters_total{reason=\"negative\"}"
+            ),
+        );
+    }
+    assert!(outcome.is_some(), "not every event was applied");
+    eprintln!(
+        "{} events: written in {written:?}, all applied after {:?}",
+        world.events,
+        started.elapsed()
+    );
 
     // Assert: reconcile finds nothing, and the view agrees.
     let report = reconcile::reconcile(&mut app.db, &options(false))
@@ -696,5 +721,73 @@ async fn the_inbox_is_pruned_after_the_retention_in_batches() {
     // Assert
     assert_eq!(deleted, 7);
     assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 3);
+    app.stop().await;
+}
+
+/// Measures how fast one updater drains a backlog: `TALLY_TEST_BACKLOG` like events (default
+/// 100,000) across 1,000 posts, a tenth of them on one hot post, published straight to the
+/// stream before the updater starts. Run with `--ignored --nocapture`; prints events/s.
+#[tokio::test]
+#[ignore = "a measurement, not a check: run explicitly"]
+async fn backlog_throughput() {
+    // Arrange
+    let app = TestApp::spawn_without_updater().await;
+    let events: usize = std::env::var("TALLY_TEST_BACKLOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let posts: Vec<Uuid> = (0..1_000).map(|_| Uuid::now_v7()).collect();
+    let js = app.nats.jetstream().await;
+    let mut rng = Rng(3);
+    for chunk in 0..events.div_ceil(1_000) {
+        let mut acks = Vec::new();
+        for i in 0..1_000.min(events - chunk * 1_000) {
+            let post = if rng.below(10) == 0 {
+                posts[0]
+            } else {
+                posts[rng.below(posts.len())]
+            };
+            let event = Event::new(
+                EventType::LikeAdded,
+                post,
+                "author",
+                &format!("u{chunk}-{i}"),
+            );
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(tally_sql::HEADER_MSG_ID, event.id.to_string().as_str());
+            acks.push(
+                js.publish_with_headers(event.subject(), headers, event.to_json().into())
+                    .await
+                    .expect("publishing"),
+            );
+        }
+        for ack in futures::future::join_all(acks.into_iter().map(|ack| ack.into_future())).await {
+            ack.expect("the stream acked");
+        }
+    }
+
+    // Act
+    let started = std::time::Instant::now();
+    let updater = app
+        .spawn_updater(
+            tally_updater::Updater::build(app.updater_config())
+                .await
+                .expect("building an updater"),
+        )
+        .await;
+    applied_all(&app, events, Duration::from_secs(600)).await;
+    let elapsed = started.elapsed();
+
+    // Assert
+    eprintln!(
+        "backlog of {events} events applied in {elapsed:.2?}: {:.0} events/s",
+        events as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(
+        app.scalar_i64("SELECT sum(likes)::int8 FROM post_counts")
+            .await,
+        events as i64
+    );
+    updater.stop().await;
     app.stop().await;
 }
