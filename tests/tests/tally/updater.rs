@@ -791,3 +791,56 @@ async fn backlog_throughput() {
     updater.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_hot_post_costs_one_row_write_per_batch_not_one_per_like() {
+    // Arrange: count every row write on post_counts, then a backlog of 2,000 likes on one post.
+    let app = TestApp::spawn_without_updater().await;
+    app.db
+        .batch_execute(
+            "CREATE TABLE row_writes (post_id uuid);
+             CREATE FUNCTION count_row_write() RETURNS trigger LANGUAGE plpgsql
+                 SECURITY DEFINER AS $$
+             BEGIN INSERT INTO row_writes VALUES (NEW.post_id); RETURN NEW; END $$;
+             CREATE TRIGGER count_row_write AFTER INSERT OR UPDATE ON post_counts
+                 FOR EACH ROW EXECUTE FUNCTION count_row_write();",
+        )
+        .await
+        .expect("installing the write counter");
+    let hot = Uuid::now_v7();
+    let js = app.nats.jetstream().await;
+    let mut acks = Vec::new();
+    for i in 0..2_000 {
+        let event = Event::new(EventType::LikeAdded, hot, "author", &format!("fan{i}"));
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(tally_sql::HEADER_MSG_ID, event.id.to_string().as_str());
+        acks.push(
+            js.publish_with_headers(event.subject(), headers, event.to_json().into())
+                .await
+                .expect("publishing"),
+        );
+    }
+    for ack in futures::future::join_all(acks.into_iter().map(|ack| ack.into_future())).await {
+        ack.expect("the stream acked");
+    }
+
+    // Act
+    let updater = app
+        .spawn_updater(
+            tally_updater::Updater::build(app.updater_config())
+                .await
+                .expect("building an updater"),
+        )
+        .await;
+    applied_all(&app, 2_000, Duration::from_secs(30)).await;
+
+    // Assert: exact, and one write per batch (batches of up to 500).
+    assert_eq!(likes_of(&app, hot).await, 2_000);
+    let writes = app.scalar_i64("SELECT count(*) FROM row_writes").await;
+    let metrics = metrics_text(updater.metrics_addr).await;
+    let batches = metric(&metrics, "tally_updater_batch_size_count");
+    assert_eq!(writes as f64, batches, "{metrics}");
+    assert!(writes <= 40, "{writes} row writes for 2,000 likes");
+    updater.stop().await;
+    app.stop().await;
+}
