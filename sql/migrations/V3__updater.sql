@@ -12,8 +12,8 @@ SELECT p.post_id,
        a.likes AS actual_likes,
        coalesce(c.comments, 0) AS counted_comments,
        a.comments AS actual_comments,
-       f.likes AS in_flight_likes,
-       f.comments AS in_flight_comments
+       coalesce(f.likes, 0) AS in_flight_likes,
+       coalesce(f.comments, 0) AS in_flight_comments
 FROM posts p
 LEFT JOIN post_counts c USING (post_id)
 CROSS JOIN LATERAL (
@@ -21,21 +21,21 @@ CROSS JOIN LATERAL (
            (SELECT count(*) FROM comments m
              WHERE m.post_id = p.post_id AND m.deleted_at IS NULL) AS comments
 ) a
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(CASE o.event_type WHEN 'like.added' THEN 1
-                                          WHEN 'like.removed' THEN -1 ELSE 0 END), 0)::bigint
-               AS likes,
-           coalesce(sum(CASE o.event_type WHEN 'comment.added' THEN 1
-                                          WHEN 'comment.removed' THEN -1 ELSE 0 END), 0)::bigint
-               AS comments
+-- One pass over the recent outbox for all posts (it has no index on post_id).
+LEFT JOIN (
+    SELECT o.post_id,
+           sum(CASE o.event_type WHEN 'like.added' THEN 1
+                                 WHEN 'like.removed' THEN -1 ELSE 0 END)::bigint AS likes,
+           sum(CASE o.event_type WHEN 'comment.added' THEN 1
+                                 WHEN 'comment.removed' THEN -1 ELSE 0 END)::bigint AS comments
     FROM outbox o
-    WHERE o.post_id = p.post_id
-      AND o.created_at > now() - interval '8 days'
+    WHERE o.created_at > now() - interval '8 days'
       AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.event_id = o.event_id)
       AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.event_id = o.event_id::text)
-) f
-WHERE coalesce(c.likes, 0) <> a.likes - f.likes
-   OR coalesce(c.comments, 0) <> a.comments - f.comments;
+    GROUP BY o.post_id
+) f USING (post_id)
+WHERE coalesce(c.likes, 0) <> a.likes - coalesce(f.likes, 0)
+   OR coalesce(c.comments, 0) <> a.comments - coalesce(f.comments, 0);
 
 -- reconcile: events in the outbox but not yet in the inbox are in flight, not drift.
 GRANT SELECT ON outbox TO tally_updater;

@@ -193,16 +193,13 @@ async fn hold_back_negatives(
         }
     }
     let posts: Vec<Uuid> = by_post.keys().copied().collect();
-    txn.execute(
-        "INSERT INTO post_counts (post_id) SELECT unnest($1::uuid[]) ORDER BY 1
-         ON CONFLICT (post_id) DO NOTHING",
-        &[&posts],
-    )
-    .await?;
+    // One ordered pass that creates missing rows and locks existing ones, exactly like the
+    // summed upsert, so this path keeps the lock order every updater uses.
     let current: BTreeMap<Uuid, Delta> = txn
         .query(
-            "SELECT post_id, likes, comments FROM post_counts
-             WHERE post_id = ANY($1) ORDER BY post_id FOR UPDATE",
+            "INSERT INTO post_counts AS c (post_id) SELECT unnest($1::uuid[]) ORDER BY 1
+             ON CONFLICT (post_id) DO UPDATE SET likes = c.likes
+             RETURNING post_id, likes, comments",
             &[&posts],
         )
         .await?

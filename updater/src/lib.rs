@@ -297,6 +297,15 @@ impl Updater {
                 }
             }
         }
+        // Messages this instance had prefetched go back to the other instances now rather
+        // than after the ack wait (not after a simulated crash, which hands nothing back).
+        if let Some(mut stream) = pulling.take().filter(|_| !crash_after_commit) {
+            while let Ok(Some(Ok(message))) =
+                tokio::time::timeout(Duration::from_millis(20), stream.next()).await
+            {
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+            }
+        }
         stop.cancel();
         on_shutdown.abort();
         let _ = pruner.await;

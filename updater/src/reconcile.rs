@@ -10,7 +10,7 @@
 //! The check runs in two passes. A cheap chunked scan of all posts compares counted with
 //! actual; the few posts that differ (in drift, or with events in flight) are then measured
 //! precisely, in one statement (one snapshot) that also reads the outbox. `--fix` locks the
-//! `post_counts` rows first (in post-id order, as the updater does), so no updater
+//! `post_counts` rows first (in post-id order, as the updaters do), so no updater
 //! transaction can commit on those posts between the measurement and the repair: one blocked
 //! on the lock has its inbox rows uncommitted, so its events are measured as in flight and
 //! it adds them after the repair.
@@ -118,8 +118,8 @@ pub async fn reconcile(
         None => scan(client, options, &mut report).await?,
     };
     for chunk in candidates.chunks(FIX_CHUNK) {
-        // A deadlock with an updater is possible in theory (rows it inserts as we lock): the
-        // losing transaction is rolled back whole, so retrying is safe.
+        // Should a transaction still lose a deadlock or serialization check, it was rolled
+        // back whole, so retrying is safe.
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -213,15 +213,12 @@ async fn measure(
     posts.sort_unstable();
     let txn = client.transaction().await?;
     if options.fix {
+        // One ordered pass that creates missing rows and locks existing ones, in the order
+        // the updaters lock them.
         txn.execute(
-            "INSERT INTO post_counts (post_id)
+            "INSERT INTO post_counts AS c (post_id)
              SELECT p.post_id FROM posts p WHERE p.post_id = ANY($1) ORDER BY 1
-             ON CONFLICT (post_id) DO NOTHING",
-            &[&posts],
-        )
-        .await?;
-        txn.execute(
-            "SELECT 1 FROM post_counts WHERE post_id = ANY($1) ORDER BY post_id FOR UPDATE",
+             ON CONFLICT (post_id) DO UPDATE SET likes = c.likes",
             &[&posts],
         )
         .await?;
