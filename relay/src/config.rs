@@ -1,6 +1,7 @@
 //! The relay's configuration: read from environment variables by the binary, built directly
 //! (all fields public) by tests that run the relay in-process.
 
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -23,6 +24,13 @@ pub struct Config {
     /// Most events published but not yet acknowledged by JetStream. Reading from the slot
     /// pauses while the window is full.
     pub max_in_flight: usize,
+    /// Where `/metrics` is served (Prometheus text); port 0 picks a free port.
+    pub metrics_addr: SocketAddr,
+    /// Outbox rows older than this are deleted once the slot confirmed them; `None` keeps
+    /// them forever.
+    pub outbox_retention: Option<Duration>,
+    /// How often the retention job runs.
+    pub prune_interval: Duration,
 }
 
 /// The JetStream stream the relay creates when missing.
@@ -56,6 +64,12 @@ pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60 * 60);
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// Default bound on unacknowledged publishes.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+/// Default metrics listener.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9101";
+/// Default outbox retention: 7 days, for debugging and replays.
+pub const DEFAULT_OUTBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// Default pause between two runs of the retention job.
+pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 const VAR_DATABASE_URL: &str = "DATABASE_URL";
 const VAR_NATS_URL: &str = "NATS_URL";
@@ -64,6 +78,9 @@ const VAR_PUBLICATION: &str = "TALLY_RELAY_PUBLICATION";
 const VAR_MAX_IN_FLIGHT: &str = "TALLY_RELAY_MAX_IN_FLIGHT";
 const VAR_DUPLICATE_WINDOW: &str = "TALLY_STREAM_DUPLICATE_WINDOW_SECS";
 const VAR_MAX_AGE: &str = "TALLY_STREAM_MAX_AGE_SECS";
+const VAR_METRICS_ADDR: &str = "TALLY_RELAY_METRICS_ADDR";
+const VAR_OUTBOX_RETENTION: &str = "TALLY_OUTBOX_RETENTION_SECS";
+const VAR_PRUNE_INTERVAL: &str = "TALLY_OUTBOX_PRUNE_INTERVAL_SECS";
 
 /// A configuration value that is missing or unusable, naming the environment variable.
 #[derive(Debug, thiserror::Error)]
@@ -90,12 +107,19 @@ impl Config {
             publication: tally_sql::PUBLICATION.to_owned(),
             stream: StreamConfig::default(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            metrics_addr: DEFAULT_METRICS_ADDR
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9101))),
+            outbox_retention: Some(DEFAULT_OUTBOX_RETENTION),
+            prune_interval: DEFAULT_PRUNE_INTERVAL,
         }
     }
 
     /// Reads `DATABASE_URL`, `NATS_URL` (both required), `TALLY_RELAY_SLOT`,
     /// `TALLY_RELAY_PUBLICATION`, `TALLY_RELAY_MAX_IN_FLIGHT`,
-    /// `TALLY_STREAM_DUPLICATE_WINDOW_SECS` and `TALLY_STREAM_MAX_AGE_SECS`.
+    /// `TALLY_STREAM_DUPLICATE_WINDOW_SECS`, `TALLY_STREAM_MAX_AGE_SECS`,
+    /// `TALLY_RELAY_METRICS_ADDR`, `TALLY_OUTBOX_RETENTION_SECS` (0 keeps rows forever) and
+    /// `TALLY_OUTBOX_PRUNE_INTERVAL_SECS`.
     pub fn from_env() -> Result<Config, ConfigError> {
         Self::from_lookup(|var| std::env::var(var).ok())
     }
@@ -125,6 +149,15 @@ impl Config {
         }
         config.stream.duplicate_window = secs(VAR_DUPLICATE_WINDOW, DEFAULT_DUPLICATE_WINDOW)?;
         config.stream.max_age = secs(VAR_MAX_AGE, DEFAULT_MAX_AGE)?;
+        if let Some(value) = get(VAR_METRICS_ADDR) {
+            config.metrics_addr = value.trim().parse().map_err(|_| ConfigError::Invalid {
+                var: VAR_METRICS_ADDR,
+                reason: format!("'{value}' is not an address such as 127.0.0.1:9101"),
+            })?;
+        }
+        let retention = secs(VAR_OUTBOX_RETENTION, DEFAULT_OUTBOX_RETENTION)?;
+        config.outbox_retention = (!retention.is_zero()).then_some(retention);
+        config.prune_interval = secs(VAR_PRUNE_INTERVAL, DEFAULT_PRUNE_INTERVAL)?;
         config.validate()?;
         Ok(config)
     }
@@ -141,6 +174,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 var: VAR_MAX_IN_FLIGHT,
                 reason: "must be between 1 and 1000000".to_owned(),
+            });
+        }
+        if self.prune_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                var: VAR_PRUNE_INTERVAL,
+                reason: "must be at least 1 second".to_owned(),
             });
         }
         if self.stream.duplicate_window.is_zero() {
@@ -248,6 +287,9 @@ impl std::fmt::Debug for Config {
             .field("publication", &self.publication)
             .field("stream", &self.stream)
             .field("max_in_flight", &self.max_in_flight)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("outbox_retention", &self.outbox_retention)
+            .field("prune_interval", &self.prune_interval)
             .finish_non_exhaustive()
     }
 }

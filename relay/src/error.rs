@@ -51,6 +51,25 @@ pub enum RelayError {
         database: Option<String>,
     },
 
+    #[error(
+        "role {role} may not stream a replication slot: run ALTER ROLE {role} REPLICATION \
+         as a superuser (tally's migrations create tally_relay with it), or connect as tally_relay"
+    )]
+    NoReplication { role: String },
+
+    #[error(
+        "NATS at {url} has no JetStream: start nats-server with -js (or a jetstream {{}} block \
+         in its configuration), or point NATS_URL at a server with JetStream enabled"
+    )]
+    NoJetStream { url: String },
+
+    #[error("cannot bind the metrics listener on {addr} (TALLY_RELAY_METRICS_ADDR)")]
+    MetricsBind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot connect to NATS")]
     NatsConnect(#[source] async_nats::ConnectError),
 
@@ -107,8 +126,18 @@ impl RelayError {
     /// Another session streams the slot (SQLSTATE 55006, object in use): this relay is a
     /// standby until that one goes away.
     pub fn is_slot_in_use(&self) -> bool {
+        self.server_sqlstate("55006")
+    }
+
+    /// Postgres refused the replication connection for lack of privilege (SQLSTATE 42501):
+    /// the role lost REPLICATION after startup.
+    pub fn is_privilege(&self) -> bool {
+        self.server_sqlstate("42501")
+    }
+
+    fn server_sqlstate(&self, code: &str) -> bool {
         matches!(self, Self::Replication(pgwire_replication::PgWireError::Server(message))
-            if message.contains("SQLSTATE 55006"))
+            if message.contains(&format!("SQLSTATE {code}")))
     }
 
     /// The error and its causes on one line, for logs.

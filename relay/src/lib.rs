@@ -5,8 +5,10 @@
 
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod outbox;
 pub mod pgoutput;
+pub mod prune;
 pub mod publisher;
 mod relay;
 mod replication;
@@ -14,4 +16,5 @@ mod slot;
 
 pub use config::{Config, ConfigError, StreamConfig};
 pub use error::RelayError;
+pub use metrics::Metrics;
 pub use relay::Relay;

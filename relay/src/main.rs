@@ -8,7 +8,10 @@ use tally_relay::{Config, Relay};
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // pgwire-replication logs every failed session at ERROR, standing by included;
+            // the relay logs each with its meaning and fix, once.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,pgwire_replication=off".into()),
         )
         .init();
     let config = Config::from_env().context("reading the configuration")?;

@@ -3,9 +3,10 @@
 //! waits on an individual ack and a position is confirmed only once everything before it
 //! was acknowledged.
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use async_nats::jetstream::{self, context::PublishAckFuture, stream::StorageType};
+use async_nats::jetstream::context::{CreateStreamErrorKind, PublishAckFuture};
+use async_nats::jetstream::{self, stream::StorageType};
 use pgwire_replication::Lsn;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -13,6 +14,7 @@ use tracing::instrument;
 
 use crate::config::StreamConfig;
 use crate::error::RelayError;
+use crate::metrics::Metrics;
 use crate::outbox::OutboxEvent;
 
 /// How long JetStream API calls and publish acknowledgements may take before the session
@@ -23,6 +25,7 @@ const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Publisher {
     jetstream: jetstream::Context,
+    url: String,
 }
 
 impl Publisher {
@@ -49,7 +52,10 @@ impl Publisher {
             .timeout(JETSTREAM_TIMEOUT)
             .max_ack_inflight(max_in_flight.saturating_add(64).max(5_000))
             .build(client);
-        Ok(Self { jetstream })
+        Ok(Self {
+            jetstream,
+            url: url.to_owned(),
+        })
     }
 
     /// Gets the stream, creating it when missing. An existing stream is left as it is (an
@@ -74,9 +80,14 @@ impl Publisher {
         .map_err(|_| RelayError::StreamTimeout {
             stream: config.name.clone(),
         })?
-        .map_err(|source| RelayError::Stream {
-            stream: config.name.clone(),
-            source,
+        .map_err(|source| match source.kind() {
+            CreateStreamErrorKind::JetStreamUnavailable => RelayError::NoJetStream {
+                url: self.url.clone(),
+            },
+            _ => RelayError::Stream {
+                stream: config.name.clone(),
+                source,
+            },
         })?;
         let actual = &stream.cached_info().config;
         if actual.duplicate_window != config.duplicate_window {
@@ -115,9 +126,14 @@ pub enum InFlight {
     Event {
         event_id: String,
         ack: PublishAckFuture,
+        published_at: Instant,
     },
-    /// A position that may be confirmed to Postgres once everything before it was acked.
-    Confirm(Lsn),
+    /// A position that may be confirmed to Postgres once everything before it was acked,
+    /// with the commit time of the transaction ending there (none for a keepalive).
+    Confirm {
+        lsn: Lsn,
+        committed_at: Option<SystemTime>,
+    },
 }
 
 /// A bounded window of pending acknowledgements, awaited in order by its own task. The
@@ -132,20 +148,38 @@ pub struct AckWindow {
 }
 
 impl AckWindow {
-    pub fn spawn(capacity: usize) -> Self {
+    pub fn spawn(capacity: usize, metrics: Metrics) -> Self {
         let (sender, mut receiver) = mpsc::channel::<InFlight>(capacity.max(1));
         let (confirmed_tx, confirmed) = watch::channel(Lsn::ZERO);
         let task = tokio::spawn(async move {
             while let Some(item) = receiver.recv().await {
                 match item {
-                    InFlight::Event { event_id, ack } => match ack.await {
-                        Ok(ack) if ack.duplicate => {
-                            tracing::debug!(event_id, "JetStream dropped a duplicate");
+                    InFlight::Event {
+                        event_id,
+                        ack,
+                        published_at,
+                    } => {
+                        let acked = ack.await;
+                        metrics.in_flight.dec();
+                        match acked {
+                            Ok(ack) => {
+                                metrics
+                                    .publish_seconds
+                                    .observe(published_at.elapsed().as_secs_f64());
+                                metrics.events_published.inc();
+                                if ack.duplicate {
+                                    metrics.duplicates.inc();
+                                    tracing::debug!(event_id, "JetStream dropped a duplicate");
+                                }
+                            }
+                            Err(source) => return Err(RelayError::Ack { event_id, source }),
                         }
-                        Ok(_) => {}
-                        Err(source) => return Err(RelayError::Ack { event_id, source }),
-                    },
-                    InFlight::Confirm(lsn) => {
+                    }
+                    InFlight::Confirm { lsn, committed_at } => {
+                        let lag = committed_at
+                            .and_then(|at| SystemTime::now().duration_since(at).ok())
+                            .unwrap_or_default();
+                        metrics.lag_seconds.set(lag.as_secs_f64());
                         confirmed_tx.send_if_modified(|current| {
                             let raised = lsn > *current;
                             if raised {

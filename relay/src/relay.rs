@@ -9,8 +9,9 @@ use tracing::instrument;
 
 use crate::config::Config;
 use crate::error::RelayError;
+use crate::metrics::{Metrics, MetricsServer};
 use crate::publisher::Publisher;
-use crate::{replication, slot};
+use crate::{prune, replication, slot};
 
 /// First pause after a failed session.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -24,24 +25,42 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 pub struct Relay {
     config: Config,
     publisher: Publisher,
+    metrics: Metrics,
+    metrics_server: MetricsServer,
 }
 
 impl Relay {
     /// Validates the configuration, checks `wal_level`, ensures the publication and the
-    /// slot, connects to NATS and ensures the stream.
+    /// slot, connects to NATS and ensures the stream, binds the metrics listener.
     #[instrument(skip_all, fields(slot = %config.slot))]
     pub async fn build(config: Config) -> Result<Relay, RelayError> {
         config.validate()?;
         slot::prepare(&config).await?;
         let publisher = Publisher::connect(&config.nats_url, config.max_in_flight).await?;
         publisher.ensure_stream(&config.stream).await?;
-        Ok(Relay { config, publisher })
+        let metrics_server = MetricsServer::bind(config.metrics_addr)
+            .await
+            .map_err(|source| RelayError::MetricsBind {
+                addr: config.metrics_addr,
+                source,
+            })?;
+        Ok(Relay {
+            config,
+            publisher,
+            metrics: Metrics::new(),
+            metrics_server,
+        })
+    }
+
+    /// Where `/metrics` is served (the bound port when the configuration asked for 0).
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.metrics_server.local_addr()
     }
 
     /// Streams the slot to JetStream until `shutdown` resolves, reconnecting with backoff
     /// after any failure (Postgres or NATS down, the slot held by another relay). On
     /// shutdown it confirms everything JetStream acknowledged before it returns.
-    #[instrument(skip_all, fields(slot = %self.config.slot))]
+    #[instrument(skip_all, fields(slot = %self.config.slot, metrics = %self.metrics_addr()))]
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -53,21 +72,45 @@ impl Relay {
             trigger.cancel();
         });
 
+        let Relay {
+            config,
+            publisher,
+            metrics,
+            metrics_server,
+        } = self;
+        let served =
+            tokio::spawn(metrics_server.serve(metrics.clone(), stop.clone().cancelled_owned()));
+        let pruning = tokio::spawn(prune::run(config.clone(), metrics.clone(), stop.clone()));
+
         let mut backoff = Backoff::default();
         // Standing by is logged when it starts, not on every retry.
         let mut standing_by = false;
         while !stop.is_cancelled() {
             let started = Instant::now();
-            match replication::run(&self.config, &self.publisher, &stop).await {
-                Ok(()) => {}
+            match replication::run(&config, &publisher, &metrics, &stop).await {
+                Ok(()) => standing_by = false,
                 Err(err) if err.is_slot_in_use() => {
                     if !standing_by {
-                        tracing::info!(error = %err.chain(), "the slot is streamed by another process; standing by");
+                        tracing::info!(
+                            slot = %config.slot,
+                            "the slot is in use by another process (another relay?); standing by \
+                             to take over when it stops. If that process is not a tally relay, \
+                             stop it (see active_pid in relay_slots) or set another TALLY_RELAY_SLOT"
+                        );
                     }
                     standing_by = true;
                 }
+                Err(err) if err.is_privilege() => {
+                    standing_by = false;
+                    metrics.sessions_failed.inc();
+                    tracing::error!(
+                        error = %err.chain(),
+                        "Postgres refused replication to the relay's role: grant it with ALTER ROLE ... REPLICATION; retrying"
+                    );
+                }
                 Err(err) => {
                     standing_by = false;
+                    metrics.sessions_failed.inc();
                     tracing::error!(error = %err.chain(), "streaming failed; reconnecting");
                 }
             }
@@ -83,6 +126,14 @@ impl Relay {
             }
         }
         watcher.abort();
+        // Both watch `stop`, which is cancelled once the loop left.
+        stop.cancel();
+        let _ = pruning.await;
+        match served.await {
+            Ok(Err(err)) => tracing::warn!(error = %err, "the metrics listener failed"),
+            Err(err) => tracing::warn!(error = %err, "the metrics listener panicked"),
+            Ok(Ok(())) => {}
+        }
         tracing::info!("relay stopped");
         Ok(())
     }

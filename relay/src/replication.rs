@@ -3,7 +3,7 @@
 //! them. A session ends on shutdown (after confirming everything acknowledged) or on the
 //! first error; the caller reconnects, and the slot resumes from its confirmed position.
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use tokio::sync::watch;
@@ -12,12 +12,15 @@ use tracing::instrument;
 
 use crate::config::Config;
 use crate::error::RelayError;
+use crate::metrics::Metrics;
 use crate::outbox::{OutboxEvent, TABLE};
 use crate::pgoutput::{Decoder, Message};
 use crate::publisher::{AckWindow, InFlight, Publisher};
 
 /// How soon a newly confirmed position is reported to Postgres.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a stop requested mid-transaction waits to relay the rest of that transaction.
+const FINISH_TXN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing session waits for its last confirmation to reach Postgres.
 const FINAL_CONFIRM_TIMEOUT: Duration = STATUS_INTERVAL.saturating_mul(5);
 
@@ -26,6 +29,7 @@ const FINAL_CONFIRM_TIMEOUT: Duration = STATUS_INTERVAL.saturating_mul(5);
 pub async fn run(
     config: &Config,
     publisher: &Publisher,
+    metrics: &Metrics,
     stop: &CancellationToken,
 ) -> Result<(), RelayError> {
     // Reading from the slot is pointless while JetStream cannot take events: this both
@@ -50,17 +54,32 @@ pub async fn run(
         started = client.wait_started() => started.map_err(RelayError::Replication)?,
     }
     tracing::info!("streaming from the replication slot");
+    metrics.streaming.set(1);
 
-    let window = AckWindow::spawn(config.max_in_flight);
+    let window = AckWindow::spawn(config.max_in_flight, metrics.clone());
+    // A stop finishes the transaction being relayed, so the final confirmation covers every
+    // event already published; `abort` bounds that wait.
+    let abort = CancellationToken::new();
+    let deadline = tokio::spawn({
+        let (stop, abort) = (stop.clone(), abort.clone());
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(FINISH_TXN_TIMEOUT).await;
+            abort.cancel();
+        }
+    });
     let mut session = Session {
         client: &mut client,
         publisher,
         window: &window,
         confirmed: window.confirmed(),
         stop,
+        abort: &abort,
+        metrics,
         reported: Lsn::ZERO,
     };
     let streamed = session.stream().await;
+    deadline.abort();
 
     // Whatever ended the stream, what JetStream acknowledged is confirmed before the
     // connection closes; otherwise a restart would replay it.
@@ -71,7 +90,10 @@ pub async fn run(
         (Ok(()), Err(ack_failure)) => Err(ack_failure),
         (Ok(()), Ok(())) => Ok(()),
     };
-    finish(client, acked).await;
+    finish(client, acked, metrics).await;
+    metrics.streaming.set(0);
+    // Acks still pending when the window failed were dropped with it.
+    metrics.in_flight.set(0);
     result
 }
 
@@ -81,6 +103,8 @@ struct Session<'a> {
     window: &'a AckWindow,
     confirmed: watch::Receiver<Lsn>,
     stop: &'a CancellationToken,
+    abort: &'a CancellationToken,
+    metrics: &'a Metrics,
     reported: Lsn,
 }
 
@@ -98,7 +122,11 @@ impl Session<'_> {
         loop {
             let event = tokio::select! {
                 biased;
-                _ = self.stop.cancelled() => return Ok(()),
+                _ = self.abort.cancelled() => {
+                    tracing::warn!("stopped in the middle of a transaction; a restart replays its published events");
+                    return Ok(());
+                }
+                _ = self.stop.cancelled(), if open_txn.is_none() => return Ok(()),
                 changed = self.confirmed.changed() => {
                     changed.map_err(|_| RelayError::AckWindowClosed)?;
                     self.report_confirmed();
@@ -129,19 +157,41 @@ impl Session<'_> {
                             source,
                         })?;
                     let event_id = event.event_id.clone();
-                    let ack = self.publisher.publish(event).await?;
-                    InFlight::Event { event_id, ack }
+                    let published_at = Instant::now();
+                    // While NATS is away the publish itself can wait (for the client's
+                    // buffer or an ack permit); shutdown must not.
+                    let ack = tokio::select! {
+                        biased;
+                        _ = self.abort.cancelled() => return Ok(()),
+                        ack = self.publisher.publish(event) => ack?,
+                    };
+                    self.metrics.in_flight.inc();
+                    InFlight::Event {
+                        event_id,
+                        ack,
+                        published_at,
+                    }
                 }
-                ReplicationEvent::Commit { end_lsn, .. } => {
+                ReplicationEvent::Commit {
+                    end_lsn,
+                    commit_time_micros,
+                    ..
+                } => {
                     open_txn = None;
-                    InFlight::Confirm(end_lsn)
+                    InFlight::Confirm {
+                        lsn: end_lsn,
+                        committed_at: Some(pg_time(commit_time_micros)),
+                    }
                 }
                 // Postgres sends keepalives, not transactions, while only unpublished tables
                 // change. Confirming their position (once all before it is acked) lets the
                 // slot advance so WAL does not pile up on an idle outbox. Not inside a
                 // transaction: its commit is still to come.
                 ReplicationEvent::KeepAlive { wal_end, .. } if open_txn.is_none() => {
-                    InFlight::Confirm(wal_end)
+                    InFlight::Confirm {
+                        lsn: wal_end,
+                        committed_at: None,
+                    }
                 }
                 ReplicationEvent::KeepAlive { .. }
                 | ReplicationEvent::Message { .. }
@@ -150,6 +200,8 @@ impl Session<'_> {
             if let Pushed::Stopped = self.push(item).await? {
                 return Ok(());
             }
+            // With a stop pending, the top of the loop returns as soon as no transaction
+            // is open: after this commit's confirmation went into the window.
         }
     }
 
@@ -161,7 +213,7 @@ impl Session<'_> {
         loop {
             tokio::select! {
                 biased;
-                _ = self.stop.cancelled() => return Ok(Pushed::Stopped),
+                _ = self.abort.cancelled() => return Ok(Pushed::Stopped),
                 sent = &mut send => return sent.map(|()| Pushed::Yes),
                 changed = self.confirmed.changed() => {
                     changed.map_err(|_| RelayError::AckWindowClosed)?;
@@ -170,7 +222,9 @@ impl Session<'_> {
                     if lsn > self.reported {
                         self.client.update_applied_lsn(lsn);
                         self.reported = lsn;
+                        self.metrics.confirmed_lsn.set(lsn.as_u64() as i64);
                     }
+                    self.record_lag();
                 }
             }
         }
@@ -182,15 +236,36 @@ impl Session<'_> {
             tracing::trace!(%lsn, "confirming");
             self.client.update_applied_lsn(lsn);
             self.reported = lsn;
+            self.metrics.confirmed_lsn.set(lsn.as_u64() as i64);
         }
+        self.record_lag();
+    }
+
+    /// WAL the server has written past the last confirmed position.
+    fn record_lag(&self) {
+        let wal_end = self.client.metrics().last_wal_end().as_u64();
+        let lag = wal_end.saturating_sub(self.reported.as_u64());
+        self.metrics.lag_bytes.set(lag as i64);
+    }
+}
+
+/// A Postgres timestamp (microseconds since 2000-01-01 UTC) as a system time.
+fn pg_time(micros: i64) -> SystemTime {
+    const PG_EPOCH_UNIX_SECS: u64 = 946_684_800;
+    let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(PG_EPOCH_UNIX_SECS);
+    if micros >= 0 {
+        epoch + Duration::from_micros(micros as u64)
+    } else {
+        epoch - Duration::from_micros(micros.unsigned_abs())
     }
 }
 
 /// Reports `acked` to Postgres, waits until the status update carrying it was written (the
 /// client's `stop` sends none of its own), then closes the replication connection.
-async fn finish(mut client: ReplicationClient, acked: Lsn) {
+async fn finish(mut client: ReplicationClient, acked: Lsn, metrics: &Metrics) {
     if acked > Lsn::ZERO {
         client.update_applied_lsn(acked);
+        metrics.confirmed_lsn.set(acked.as_u64() as i64);
         let metrics = client.metrics();
         let reported = async {
             while metrics.last_applied_lsn() < acked && client.is_running() {

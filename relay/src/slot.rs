@@ -30,6 +30,7 @@ pub async fn prepare(config: &Config) -> Result<(), RelayError> {
 
 async fn prepare_on(client: &tokio_postgres::Client, config: &Config) -> Result<(), RelayError> {
     check_wal_level(client).await?;
+    check_replication_role(client).await?;
     ensure_publication(client, &config.publication).await?;
     ensure_slot(client, &config.slot).await
 }
@@ -47,6 +48,27 @@ async fn check_wal_level(client: &tokio_postgres::Client) -> Result<(), RelayErr
         Ok(())
     } else {
         Err(RelayError::WalLevel { found })
+    }
+}
+
+async fn check_replication_role(client: &tokio_postgres::Client) -> Result<(), RelayError> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, rolreplication OR rolsuper FROM pg_roles \
+             WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|source| RelayError::Postgres {
+            doing: "reading the role's REPLICATION attribute",
+            source,
+        })?;
+    let role: String = row.get(0);
+    let allowed: bool = row.get(1);
+    if allowed {
+        Ok(())
+    } else {
+        Err(RelayError::NoReplication { role })
     }
 }
 

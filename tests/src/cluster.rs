@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// A running Postgres cluster with `wal_level=logical`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PgCluster {
     host_port: String,
     superuser: String,
@@ -24,6 +24,21 @@ impl PgCluster {
     /// A URL for `database` as `role` (the cluster trusts loopback connections).
     pub fn url_as(&self, role: &str, database: &str) -> String {
         format!("postgres://{role}@{}/{database}", self.host_port)
+    }
+
+    /// Creates a database with a random name, migrates it, and returns its name with a
+    /// superuser connection to it.
+    pub async fn fresh_database(&self) -> (String, tokio_postgres::Client) {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("tally_test_{}", &id[..16]);
+        let admin = crate::connect(&self.url("postgres")).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("creating a test database");
+        let mut db = crate::connect(&self.url(&name)).await;
+        tally_sql::migrate(&mut db).await.expect("migrating");
+        (name, db)
     }
 }
 
@@ -111,15 +126,28 @@ fn run(mut cmd: Command, what: &str) {
 }
 
 fn start_postgres() -> PgCluster {
-    let bindir = pg_bindir();
     let base = std::env::temp_dir().join(format!("tally-test-pg-{}", std::process::id()));
+    let (cluster, bindir, data) = init_and_start(&base, "");
+    watch_and_clean(&format!(
+        "{} -D {} -m immediate stop; rm -rf {}",
+        pg_prefix(&bindir.join("pg_ctl")),
+        data.display(),
+        base.display()
+    ));
+    cluster
+}
+
+/// Creates a cluster under `base` and starts it with the test settings plus `extra`
+/// (`-c name=value ...`, later settings win). Returns it with its bindir and data dir.
+fn init_and_start(base: &Path, extra: &str) -> (PgCluster, PathBuf, PathBuf) {
+    let bindir = pg_bindir();
     let data = base.join("data");
-    std::fs::create_dir_all(&base).expect("creating the cluster directory");
+    std::fs::create_dir_all(base).expect("creating the cluster directory");
     if is_root() {
         run(
             {
                 let mut c = Command::new("chown");
-                c.args(["-R", "postgres:postgres"]).arg(&base);
+                c.args(["-R", "postgres:postgres"]).arg(base);
                 c
             },
             "chown",
@@ -140,25 +168,101 @@ fn start_postgres() -> PgCluster {
     let options = format!(
         "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories= \
          -c wal_level=logical -c max_replication_slots=200 -c max_wal_senders=200 \
-         -c max_connections=600 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+         -c max_connections=600 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+         {extra}"
     );
+    // Kept so a private cluster can be started again with the same settings.
+    std::fs::write(base.join("options"), &options).expect("writing the cluster's options");
+    pg_ctl_start(&bindir, &data, base);
+    (
+        PgCluster {
+            host_port: format!("127.0.0.1:{port}"),
+            superuser: "tally".into(),
+        },
+        bindir,
+        data,
+    )
+}
+
+fn pg_ctl_start(bindir: &Path, data: &Path, base: &Path) {
+    let options =
+        std::fs::read_to_string(base.join("options")).expect("reading the cluster's options");
     let mut pg_ctl = pg_command(&bindir.join("pg_ctl"));
     pg_ctl
         .arg("-D")
-        .arg(&data)
+        .arg(data)
         .arg("-l")
         .arg(base.join("server.log"))
         .args(["-o", &options, "-w", "-t", "60", "start"]);
     run(pg_ctl, "pg_ctl start");
-    watch_and_clean(&format!(
-        "{} -D {} -m immediate stop; rm -rf {}",
-        pg_prefix(&bindir.join("pg_ctl")),
-        data.display(),
-        base.display()
-    ));
-    PgCluster {
-        host_port: format!("127.0.0.1:{port}"),
-        superuser: "tally".into(),
+}
+
+/// A Postgres cluster private to one test, which it may stop, crash and restart without
+/// disturbing the tests sharing the process-wide cluster. Removed when dropped.
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    cluster: PgCluster,
+    bindir: PathBuf,
+    data: PathBuf,
+    base: PathBuf,
+}
+
+impl PrivatePostgres {
+    /// initdb and start a cluster with the test settings plus `extra` (`-c name=value ...`,
+    /// e.g. `-c wal_level=replica`). Blocks for a second or two: call it through
+    /// `spawn_blocking` or accept the stall.
+    pub fn start(extra: &str) -> PrivatePostgres {
+        let base = std::env::temp_dir().join(format!(
+            "tally-test-pg-private-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let (cluster, bindir, data) = init_and_start(&base, extra);
+        watch_and_clean(&format!(
+            "{} -D {} -m immediate stop; rm -rf {}",
+            pg_prefix(&bindir.join("pg_ctl")),
+            data.display(),
+            base.display()
+        ));
+        PrivatePostgres {
+            cluster,
+            bindir,
+            data,
+            base,
+        }
+    }
+
+    /// URLs and databases of this cluster.
+    pub fn cluster(&self) -> &PgCluster {
+        &self.cluster
+    }
+
+    /// Stops the cluster: `fast` (a clean shutdown) or `immediate` (as after a crash).
+    pub fn stop(&self, mode: &str) {
+        let mut pg_ctl = pg_command(&self.bindir.join("pg_ctl"));
+        pg_ctl
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", mode, "-w", "-t", "60", "stop"]);
+        run(pg_ctl, "pg_ctl stop");
+    }
+
+    /// Starts the stopped cluster again on the same port.
+    pub fn start_again(&self) {
+        pg_ctl_start(&self.bindir, &self.data, &self.base);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let mut pg_ctl = pg_command(&self.bindir.join("pg_ctl"));
+        pg_ctl
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = pg_ctl.status();
+        let _ = std::fs::remove_dir_all(&self.base);
     }
 }
 
@@ -190,35 +294,57 @@ fn watch_and_clean(cleanup: &str) {
 pub struct NatsServer {
     port: u16,
     store: PathBuf,
+    jetstream: bool,
     child: Option<tokio::process::Child>,
 }
 
 impl NatsServer {
     /// Starts a nats-server on a free port and waits until it accepts connections.
     pub async fn start() -> NatsServer {
+        Self::start_with(true).await
+    }
+
+    /// A nats-server without JetStream, to test the message naming that misconfiguration.
+    pub async fn start_without_jetstream() -> NatsServer {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(jetstream: bool) -> NatsServer {
         let store =
             std::env::temp_dir().join(format!("tally-test-nats-{}", uuid::Uuid::new_v4().simple()));
         let mut server = NatsServer {
             port: free_port(),
             store,
+            jetstream,
             child: None,
         };
         server.launch().await;
         server
     }
 
+    /// Kills the server (SIGKILL) and waits until it is gone; its store stays.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts the stopped server again on the same port and store directory.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "nats-server is still running");
+        self.launch().await;
+    }
+
     async fn launch(&mut self) {
         let binary =
             std::env::var("TALLY_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-        let child = tokio::process::Command::new(&binary)
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
+        let mut command = tokio::process::Command::new(&binary);
+        if self.jetstream {
+            command.arg("-js");
+        }
+        let child = command
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(&self.store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

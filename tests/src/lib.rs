@@ -7,6 +7,7 @@
 //! (`./dev test` sets them).
 
 pub mod cluster;
+pub mod process;
 
 use std::time::Duration;
 
@@ -107,6 +108,7 @@ impl TestApp {
         let mut relay_config =
             tally_relay::Config::new(pg.url_as("tally_relay", &db_name), nats.url());
         relay_config.slot = db_name.clone();
+        relay_config.metrics_addr = "127.0.0.1:0".parse().expect("a socket address");
         let relay = tally_relay::Relay::build(relay_config)
             .await
             .expect("building the relay");

@@ -2,5 +2,6 @@
 
 mod api;
 mod pipeline;
+mod relay;
 mod roles;
 mod updater;
