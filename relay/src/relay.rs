@@ -15,8 +15,12 @@ use crate::{prune, replication, slot};
 
 /// First pause after a failed session.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
-/// Longest pause; also how long a standby takes, at most, to notice the slot is free.
+/// Longest pause after failures.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often a standby asks for the slot: how long, at most, it takes to notice the slot is
+/// free once Postgres ended the previous holder's session. An attempt is one short
+/// connection, so polling this often costs Postgres little.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
 /// A session that lasted this long was healthy: the next failure starts backing off anew.
 const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 
@@ -121,7 +125,7 @@ impl Relay {
                 break;
             }
             tokio::select! {
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = tokio::time::sleep(if standing_by { STANDBY_POLL } else { backoff.next_delay() }) => {}
                 _ = stop.cancelled() => break,
             }
         }

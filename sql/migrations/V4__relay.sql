@@ -27,13 +27,17 @@ DECLARE
     confirmed pg_lsn;
     safe outbox_prune_marks;
     safe_xid xid;
+    oldest xid8;
     deleted bigint;
 BEGIN
     IF batch_size < 1 OR retention < interval '0' THEN
         RAISE EXCEPTION 'prune_outbox: batch_size must be positive and retention not negative';
     END IF;
+    -- The oldest running transaction first, then the WAL position: a transaction that
+    -- commits in between is still counted as running, never as before the position.
+    oldest := pg_snapshot_xmin(pg_current_snapshot());
     INSERT INTO public.outbox_prune_marks (wal_lsn, oldest_xid)
-    VALUES (pg_current_wal_insert_lsn(), pg_snapshot_xmin(pg_current_snapshot()));
+    VALUES (pg_current_wal_insert_lsn(), oldest);
 
     SELECT s.confirmed_flush_lsn INTO confirmed
     FROM pg_replication_slots s

@@ -80,7 +80,8 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn pg_bindir() -> PathBuf {
+/// The directory of the Postgres server binaries (initdb, pg_ctl, pg_recvlogical).
+pub fn pg_bindir() -> PathBuf {
     if let Ok(dir) = std::env::var("TALLY_TEST_PG_BINDIR") {
         return PathBuf::from(dir);
     }

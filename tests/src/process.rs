@@ -2,7 +2,8 @@
 //! processes, so fault tests can SIGKILL or SIGTERM them and start them again, as an
 //! orchestrator would. Binaries are looked up next to the test executable's `deps` folder
 //! (the same target dir and profile), or in `$CARGO_TARGET_DIR/debug`; build them first with
-//! `cargo build --workspace --bins` (`./dev test` does).
+//! `cargo build --workspace --bins` (`./dev test` does). `TALLY_TEST_BIN_DIR` overrides the
+//! directory, e.g. `target/release` for measurements.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -18,6 +19,9 @@ pub struct ServiceProcess {
 
 /// Where the workspace's binaries are: the directory holding the test executable's `deps`.
 pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("TALLY_TEST_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     let from_exe = std::env::current_exe().ok().and_then(|exe| {
         let dir = exe.parent()?;
         let dir = if dir.file_name().is_some_and(|n| n == "deps") {

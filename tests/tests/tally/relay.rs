@@ -586,3 +586,103 @@ async fn a_cluster_without_logical_wal_is_refused_with_the_fix() {
         "{message}"
     );
 }
+
+/// Measures how fast the relay drains a backlog of 100,000 outbox rows (10 per transaction)
+/// next to `pg_recvlogical` decoding the same rows through pgoutput into /dev/null. Prints
+/// both; asserts only that everything arrived. Run it on release binaries:
+/// `cargo build --release -p tally-relay && TALLY_TEST_BIN_DIR=target/release
+/// cargo test -p tally-tests --test tally -- --ignored relay::drain_rate --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check: run by hand"]
+async fn drain_rate_on_a_100k_backlog_next_to_pg_recvlogical() {
+    // Arrange: both slots exist before the backlog is written.
+    const ROWS: i64 = 100_000;
+    let fixture = Fixture::new(postgres()).await;
+    let mut relay = fixture.spawn_relay();
+    relay
+        .wait_for_log("streaming from the replication slot", CATCH_UP)
+        .await
+        .expect("the relay streams");
+    let stopped = relay.terminate(Duration::from_secs(30)).await;
+    assert!(stopped.is_some_and(|s| s.success()));
+    let recv_slot = format!("{}_recv", fixture.db_name);
+    fixture
+        .db
+        .execute(
+            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&recv_slot],
+        )
+        .await
+        .expect("creating the pg_recvlogical slot");
+    fixture
+        .db
+        .batch_execute(&format!(
+            "DO $$ BEGIN FOR i IN 1..{} LOOP \
+               INSERT INTO outbox (event_id, event_type, subject, post_id, payload) \
+               SELECT gen_random_uuid(), 'like.added', 'tally.like.added.' || p, p, '{{\"version\":1}}' \
+               FROM (SELECT gen_random_uuid() AS p FROM generate_series(1, 10)) s; \
+               COMMIT; END LOOP; END $$",
+            ROWS / 10
+        ))
+        .await
+        .expect("writing the backlog");
+    let end_lsn: String = fixture
+        .db
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("reading the WAL position")
+        .get(0);
+
+    // Act: the relay drains the backlog into JetStream ...
+    let started = std::time::Instant::now();
+    let relay = fixture.spawn_relay();
+    let drained = TestApp::eventually(Duration::from_secs(300), || async {
+        (fixture.stream_len().await? >= ROWS as u64).then_some(())
+    })
+    .await;
+    let relay_secs = started.elapsed().as_secs_f64();
+    drop(relay);
+
+    // ... and pg_recvlogical decodes the same WAL into /dev/null.
+    let started = std::time::Instant::now();
+    let status =
+        tokio::process::Command::new(tally_tests::cluster::pg_bindir().join("pg_recvlogical"))
+            .args([
+                "-d",
+                &fixture.pg.url(&fixture.db_name),
+                "--slot",
+                &recv_slot,
+            ])
+            .args([
+                "--start",
+                "--no-loop",
+                "--endpos",
+                &end_lsn,
+                "-f",
+                "/dev/null",
+            ])
+            .args([
+                "-o",
+                "proto_version=1",
+                "-o",
+                "publication_names=tally_outbox",
+            ])
+            .status()
+            .await
+            .expect("running pg_recvlogical");
+    let recv_secs = started.elapsed().as_secs_f64();
+
+    // Assert
+    assert!(drained.is_some(), "the relay did not drain the backlog");
+    assert!(status.success(), "pg_recvlogical failed: {status}");
+    println!(
+        "relay: {ROWS} events in {relay_secs:.2} s ({:.0}/s); pg_recvlogical: {recv_secs:.2} s ({:.0}/s)",
+        ROWS as f64 / relay_secs,
+        ROWS as f64 / recv_secs
+    );
+    let _ = fixture
+        .db
+        .execute("SELECT pg_drop_replication_slot($1)", &[&recv_slot])
+        .await;
+    fixture.drop_slot().await;
+}
