@@ -126,6 +126,8 @@ impl Fixture {
     }
 }
 
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 const INSERT_EVENTS: &str = "INSERT INTO outbox (event_id, event_type, subject, post_id, payload, headers) \
      SELECT gen_random_uuid(), 'like.added', 'tally.like.added.' || p, p, '{\"version\":1}', \
             '{\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"}' \
@@ -150,12 +152,19 @@ async fn stream_ids(nats: &NatsServer, count: u64) -> Vec<String> {
         let Ok(Some(Ok(message))) = next else {
             panic!("reading the stream stopped after {} messages", ids.len());
         };
-        let id = message
-            .headers
-            .as_ref()
+        let headers = message.headers.as_ref();
+        let id = headers
             .and_then(|h| h.get(tally_sql::HEADER_MSG_ID))
             .map(|v| v.as_str().to_owned())
             .expect("every message has a Nats-Msg-Id");
+        // Every row the tests write carries a trace context in its headers column.
+        assert_eq!(
+            headers
+                .and_then(|h| h.get(tally_sql::HEADER_TRACEPARENT))
+                .map(|v| v.as_str()),
+            Some(TRACEPARENT),
+            "event {id} lost its traceparent"
+        );
         ids.push(id);
     }
     ids
@@ -213,15 +222,6 @@ async fn stop_load(load: (CancellationToken, JoinHandle<u64>)) -> u64 {
     let committed = load.1.await.expect("the load task panicked");
     assert!(committed > 0, "the load generator committed nothing");
     committed
-}
-
-async fn scrape(port: u16) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .expect("scraping the relay")
-        .text()
-        .await
-        .expect("a metrics body")
 }
 
 /// The value of `metric` in a Prometheus text body.
@@ -481,7 +481,14 @@ async fn a_clean_stop_under_load_then_a_restart_publishes_no_duplicates() {
     );
     assert!(metric(&body, "tally_relay_events_published_total").is_some_and(|n| n > 0.0));
     assert!(metric(&body, "tally_relay_confirmed_lsn").is_some_and(|n| n > 0.0));
-    let _ = scrape(port).await;
+    let js = fixture.nats.jetstream().await;
+    let mut stream = js.get_stream(tally_sql::STREAM).await.expect("the stream");
+    let config = &stream.info().await.expect("stream info").config;
+    assert_eq!(
+        config.storage,
+        async_nats::jetstream::stream::StorageType::File
+    );
+    assert_eq!(config.duplicate_window, Duration::from_secs(2 * 60 * 60));
     fixture.drop_slot().await;
 }
 
