@@ -56,6 +56,8 @@ impl Default for StreamConfig {
     }
 }
 
+/// Default NATS server.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 /// Default slot name.
 pub const DEFAULT_SLOT: &str = "tally_outbox";
 /// Default JetStream duplicate window: 2 hours.
@@ -81,6 +83,72 @@ const VAR_MAX_AGE: &str = "TALLY_STREAM_MAX_AGE_SECS";
 const VAR_METRICS_ADDR: &str = "TALLY_RELAY_METRICS_ADDR";
 const VAR_OUTBOX_RETENTION: &str = "TALLY_OUTBOX_RETENTION_SECS";
 const VAR_PRUNE_INTERVAL: &str = "TALLY_OUTBOX_PRUNE_INTERVAL_SECS";
+
+/// The relay's command line: every flag falls back to its environment variable, and the
+/// values are checked by [`Config::from_args`] with messages naming the variable.
+#[derive(clap::Parser)]
+#[command(
+    name = "tally-relay",
+    version,
+    about = "Streams tally's outbox from a Postgres replication slot to NATS JetStream"
+)]
+struct Args {
+    /// Postgres URL, as a role with REPLICATION (tally_relay)
+    #[arg(long, env = VAR_DATABASE_URL, hide_env_values = true)]
+    database_url: Option<String>,
+    /// NATS server [default: nats://127.0.0.1:4222]
+    #[arg(long, env = VAR_NATS_URL)]
+    nats_url: Option<String>,
+    /// Logical replication slot, created when missing; relays sharing it are one active plus standbys [default: tally_outbox]
+    #[arg(long, env = VAR_SLOT)]
+    slot: Option<String>,
+    /// Publication the slot streams [default: tally_outbox]
+    #[arg(long, env = VAR_PUBLICATION)]
+    publication: Option<String>,
+    /// Most publishes awaiting JetStream's ack [default: 4096]
+    #[arg(long, env = VAR_MAX_IN_FLIGHT)]
+    max_in_flight: Option<String>,
+    /// Where /metrics is served [default: 127.0.0.1:9101]
+    #[arg(long, env = VAR_METRICS_ADDR)]
+    metrics_addr: Option<String>,
+    /// JetStream de-duplication window of a stream the relay creates [default: 7200]
+    #[arg(long, env = VAR_DUPLICATE_WINDOW)]
+    stream_duplicate_window_secs: Option<String>,
+    /// Retention of a stream the relay creates [default: 604800]
+    #[arg(long, env = VAR_MAX_AGE)]
+    stream_max_age_secs: Option<String>,
+    /// Published outbox rows older than this are pruned; 0 keeps them [default: 604800]
+    #[arg(long, env = VAR_OUTBOX_RETENTION)]
+    outbox_retention_secs: Option<String>,
+    /// How often the outbox retention job runs [default: 60]
+    #[arg(long, env = VAR_PRUNE_INTERVAL)]
+    outbox_prune_interval_secs: Option<String>,
+}
+
+impl Args {
+    fn get(&self, var: &str) -> Option<String> {
+        match var {
+            VAR_DATABASE_URL => self.database_url.clone(),
+            VAR_NATS_URL => self.nats_url.clone(),
+            VAR_SLOT => self.slot.clone(),
+            VAR_PUBLICATION => self.publication.clone(),
+            VAR_MAX_IN_FLIGHT => self.max_in_flight.clone(),
+            VAR_METRICS_ADDR => self.metrics_addr.clone(),
+            VAR_DUPLICATE_WINDOW => self.stream_duplicate_window_secs.clone(),
+            VAR_MAX_AGE => self.stream_max_age_secs.clone(),
+            VAR_OUTBOX_RETENTION => self.outbox_retention_secs.clone(),
+            VAR_PRUNE_INTERVAL => self.outbox_prune_interval_secs.clone(),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The database URL may hold a password: it is never logged.
+        f.debug_struct("Args").finish_non_exhaustive()
+    }
+}
 
 /// A configuration value that is missing or unusable, naming the environment variable.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +183,15 @@ impl Config {
         }
     }
 
-    /// Reads `DATABASE_URL`, `NATS_URL` (both required), `TALLY_RELAY_SLOT`,
+    /// Reads the command line (`--help` lists the flags), each flag falling back to its
+    /// environment variable; checked like [`Config::from_env`].
+    pub fn from_args() -> Result<Config, ConfigError> {
+        use clap::Parser;
+        let args = Args::parse();
+        Self::from_lookup(|var| args.get(var))
+    }
+
+    /// Reads `DATABASE_URL` (required), `NATS_URL` (default `nats://127.0.0.1:4222`), `TALLY_RELAY_SLOT`,
     /// `TALLY_RELAY_PUBLICATION`, `TALLY_RELAY_MAX_IN_FLIGHT`,
     /// `TALLY_STREAM_DUPLICATE_WINDOW_SECS`, `TALLY_STREAM_MAX_AGE_SECS`,
     /// `TALLY_RELAY_METRICS_ADDR`, `TALLY_OUTBOX_RETENTION_SECS` (0 keeps rows forever) and
@@ -134,7 +210,8 @@ impl Config {
             Some(value) => parse_secs(var, &value),
         };
 
-        let mut config = Config::new(required(VAR_DATABASE_URL)?, required(VAR_NATS_URL)?);
+        let nats_url = get(VAR_NATS_URL).unwrap_or_else(|| DEFAULT_NATS_URL.to_owned());
+        let mut config = Config::new(required(VAR_DATABASE_URL)?, nats_url);
         if let Some(slot) = get(VAR_SLOT) {
             config.slot = slot;
         }

@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,pgwire_replication=off".into()),
         )
         .init();
-    let config = Config::from_env().context("reading the configuration")?;
+    let config = Config::from_args().context("reading the configuration")?;
     tracing::info!(?config, "starting");
     let relay = Relay::build(config).await.context("starting the relay")?;
     relay.run_until_stopped(shutdown_signal()).await?;
