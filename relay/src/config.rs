@@ -68,8 +68,10 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 /// Default metrics listener.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9101";
-/// Default outbox retention: 7 days, for debugging and replays.
-pub const DEFAULT_OUTBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// Default outbox retention: 8 days, for debugging and replays. Not shorter than the
+/// updater's default inbox retention: `count_drift` and reconcile read the outbox to tell
+/// events still in flight from drift, for events younger than that.
+pub const DEFAULT_OUTBOX_RETENTION: Duration = Duration::from_secs(8 * 24 * 60 * 60);
 /// Default pause between two runs of the retention job.
 pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -117,7 +119,7 @@ struct Args {
     /// Retention of a stream the relay creates [default: 604800]
     #[arg(long, env = VAR_MAX_AGE)]
     stream_max_age_secs: Option<String>,
-    /// Published outbox rows older than this are pruned; 0 keeps them [default: 604800]
+    /// Published outbox rows older than this are pruned; 0 keeps them [default: 691200]
     #[arg(long, env = VAR_OUTBOX_RETENTION)]
     outbox_retention_secs: Option<String>,
     /// How often the outbox retention job runs [default: 60]
