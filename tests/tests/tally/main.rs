@@ -1,6 +1,7 @@
 //! tally's integration tests, one binary: the real services against real Postgres and NATS.
 
 mod api;
+mod chaos;
 mod pipeline;
 mod relay;
 mod roles;
