@@ -140,6 +140,31 @@ impl RelayError {
             if message.contains(&format!("SQLSTATE {code}")))
     }
 
+    /// Postgres or NATS could not be reached (down, restarting, refusing connections for
+    /// now): worth retrying. Misconfiguration (bad credentials, a missing database, the
+    /// checks with a fix in their message) is not.
+    pub fn is_transient(&self) -> bool {
+        use async_nats::ConnectErrorKind;
+        use async_nats::jetstream::context::CreateStreamErrorKind;
+        match self {
+            Self::PostgresConnect(source) | Self::Postgres { source, .. } => {
+                transient_postgres(source)
+            }
+            Self::NatsConnect(source) => matches!(
+                source.kind(),
+                ConnectErrorKind::Dns
+                    | ConnectErrorKind::TimedOut
+                    | ConnectErrorKind::Io
+                    | ConnectErrorKind::MaxReconnects
+            ),
+            Self::StreamTimeout { .. } => true,
+            Self::Stream { source, .. } => {
+                matches!(source.kind(), CreateStreamErrorKind::TimedOut)
+            }
+            _ => false,
+        }
+    }
+
     /// The error and its causes on one line, for logs.
     pub fn chain(&self) -> Chain<'_> {
         Chain(self)
@@ -159,5 +184,17 @@ impl fmt::Display for Chain<'_> {
             source = err.source();
         }
         Ok(())
+    }
+}
+
+/// A connection that failed or broke, or a server shutting down or starting up; not an
+/// answer about the request itself.
+fn transient_postgres(err: &tokio_postgres::Error) -> bool {
+    match err.code() {
+        None => true,
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }
     }
 }

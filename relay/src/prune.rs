@@ -28,7 +28,12 @@ pub async fn run(config: Config, metrics: Metrics, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(config.prune_interval) => {}
         }
-        match prune_once(&config, retention, &stop).await {
+        // A run against an unreachable Postgres may hang in connect; shutdown must not.
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            outcome = prune_once(&config, retention, &stop) => outcome,
+        };
+        match outcome {
             Ok(0) => {}
             Ok(deleted) => {
                 metrics.outbox_pruned.inc_by(deleted);

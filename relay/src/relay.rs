@@ -34,26 +34,44 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Validates the configuration, checks `wal_level`, ensures the publication and the
-    /// slot, connects to NATS and ensures the stream, binds the metrics listener.
+    /// Validates the configuration, binds the metrics listener, checks `wal_level` and the
+    /// role, ensures the publication and the slot, connects to NATS and ensures the stream.
+    /// While Postgres or NATS cannot be reached it retries with backoff (a relay may start
+    /// before them); misconfiguration fails at once with a message naming the fix.
     #[instrument(skip_all, fields(slot = %config.slot))]
     pub async fn build(config: Config) -> Result<Relay, RelayError> {
         config.validate()?;
-        slot::prepare(&config).await?;
-        let publisher = Publisher::connect(&config.nats_url, config.max_in_flight).await?;
-        publisher.ensure_stream(&config.stream).await?;
         let metrics_server = MetricsServer::bind(config.metrics_addr)
             .await
             .map_err(|source| RelayError::MetricsBind {
                 addr: config.metrics_addr,
                 source,
             })?;
+        let mut backoff = Backoff::default();
+        let publisher = loop {
+            match Self::prepare(&config).await {
+                Ok(publisher) => break publisher,
+                Err(err) if err.is_transient() => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %err.chain(), retry_in = ?delay, "Postgres or NATS is not reachable; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(err) => return Err(err),
+            }
+        };
         Ok(Relay {
             config,
             publisher,
             metrics: Metrics::new(),
             metrics_server,
         })
+    }
+
+    async fn prepare(config: &Config) -> Result<Publisher, RelayError> {
+        slot::prepare(config).await?;
+        let publisher = Publisher::connect(&config.nats_url, config.max_in_flight).await?;
+        publisher.ensure_stream(&config.stream).await?;
+        Ok(publisher)
     }
 
     /// Where `/metrics` is served (the bound port when the configuration asked for 0).

@@ -45,9 +45,12 @@ pub async fn run(
         .with_status_interval(STATUS_INTERVAL)
         // Start at the slot's confirmed position.
         .with_start_lsn(Lsn::ZERO);
-    let mut client = ReplicationClient::connect(replication)
-        .await
-        .map_err(RelayError::Replication)?;
+    // While Postgres is unreachable connecting can take long; shutdown must not wait.
+    let mut client = tokio::select! {
+        biased;
+        _ = stop.cancelled() => return Ok(()),
+        client = ReplicationClient::connect(replication) => client.map_err(RelayError::Replication)?,
+    };
     tokio::select! {
         biased;
         _ = stop.cancelled() => return Ok(()),

@@ -693,3 +693,44 @@ async fn drain_rate_on_a_100k_backlog_next_to_pg_recvlogical() {
         .await;
     fixture.drop_slot().await;
 }
+
+#[tokio::test]
+async fn a_relay_started_while_postgres_is_down_waits_for_it() {
+    // Arrange: a private cluster, stopped once its database exists.
+    let private = tokio::task::spawn_blocking(|| PrivatePostgres::start(""))
+        .await
+        .expect("starting a private cluster");
+    let fixture = Fixture::new(private.cluster()).await;
+    let private = tokio::task::spawn_blocking(move || {
+        private.stop("fast");
+        private
+    })
+    .await
+    .expect("stopping the private cluster");
+
+    // Act: the relay starts first; Postgres follows.
+    let mut relay = fixture.spawn_relay();
+    let waiting = relay
+        .wait_for_log("not reachable; retrying", CATCH_UP)
+        .await;
+    let private = tokio::task::spawn_blocking(move || {
+        private.start_again();
+        private
+    })
+    .await
+    .expect("starting the private cluster again");
+    relay
+        .wait_for_log("streaming from the replication slot", CATCH_UP)
+        .await
+        .unwrap_or_else(|| panic!("the relay never streamed: {}", relay.log()));
+    let fixture = Fixture {
+        db: connect(&private.cluster().url(&fixture.db_name)).await,
+        ..fixture
+    };
+    fixture.insert_events(25).await;
+
+    // Assert
+    assert!(waiting.is_some(), "{}", relay.log());
+    assert!(!relay.has_exited(), "{}", relay.log());
+    assert_exactly_once(&fixture).await;
+}
