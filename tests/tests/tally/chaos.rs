@@ -5,7 +5,9 @@
 //! no drift. The figures go to stderr and to `target/tmp/chaos-summary.txt`.
 //!
 //! `./dev test` runs a short round (`TALLY_CHAOS_SECS`, 30 s by default); `./dev chaos` a
-//! long one.
+//! long one. The outage tests take NATS away for a minute under load (the api keeps
+//! answering, the backlog drains afterwards) and Postgres away (503 with Retry-After, then
+//! recovery without restarting anything).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -220,6 +222,20 @@ impl System {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("Postgres server processes survived SIGKILL");
+    }
+
+    /// The last lines each service logged, for failure messages.
+    fn log_tails(&self) -> String {
+        let tail = |log: String| {
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        };
+        format!(
+            "--- relay\n{}\n--- updater\n{}\n--- api\n{}",
+            tail(self.relay.log()),
+            tail(self.updater.log()),
+            tail(self.api.log())
+        )
     }
 
     fn assert_services_alive(&mut self) {
@@ -686,4 +702,172 @@ async fn killing_every_component_at_random_loses_no_acknowledged_write_and_count
         String::from_utf8_lossy(&reconcile.stdout),
         String::from_utf8_lossy(&reconcile.stderr)
     );
+}
+
+/// How long NATS stays down in the outage test (`TALLY_OUTAGE_SECS`, 60 by default).
+fn outage_length() -> Duration {
+    std::env::var("TALLY_OUTAGE_SECS")
+        .ok()
+        .and_then(|secs| secs.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_secs)
+}
+
+/// Likes from fresh users on random posts until `stop`; returns (2xx, other answers).
+fn like_load(
+    name: &'static str,
+    api: String,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<(u64, Vec<u16>)> {
+    tokio::spawn(async move {
+        let keys = tally_api::auth::TokenKeys::hs256(SECRET.as_bytes());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("an HTTP client");
+        let (mut ok, mut other) = (0_u64, Vec::new());
+        let mut n = 0_usize;
+        while !stop.is_cancelled() {
+            n += 1;
+            let token = keys
+                .issue(&format!("{name}-{n}"), Duration::from_secs(3600))
+                .expect("a token");
+            let answer = http
+                .post(format!("http://{api}/v1/likes"))
+                .bearer_auth(token)
+                .json(&json!({ "post_id": post_id(1 + n % POSTS) }))
+                .send()
+                .await;
+            match answer {
+                Ok(response) if response.status().is_success() => ok += 1,
+                Ok(response) => other.push(response.status().as_u16()),
+                Err(_) => other.push(0),
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (ok, other)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nats_down_for_a_minute_the_api_keeps_answering_and_the_backlog_drains_after() {
+    // Arrange
+    let mut system = System::start().await;
+    let stop = CancellationToken::new();
+    let load = like_load("steady", system.api_addr.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Act: NATS goes away for the outage, under load, and comes back.
+    system.nats.stop().await;
+    let down_at = Instant::now();
+    let during = like_load("outage", system.api_addr.clone(), stop.clone());
+    tokio::time::sleep(outage_length()).await;
+    let outage = down_at.elapsed();
+    system.nats.start_again().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    let (before_ok, before_other) = load.await.expect("the load task");
+    let (during_ok, during_other) = during.await.expect("the outage load task");
+    let converged = converge(&system).await;
+    system.assert_services_alive();
+
+    // Assert
+    let db = connect(&system.pg.cluster().url(&system.db_name)).await;
+    let outbox: i64 = db
+        .query_one("SELECT count(*) FROM outbox", &[])
+        .await
+        .expect("counting the outbox")
+        .get(0);
+    let drift: i64 = db
+        .query_one("SELECT count(*) FROM count_drift", &[])
+        .await
+        .expect("reading count_drift")
+        .get(0);
+    eprintln!(
+        "NATS down for {:.0} s: {during_ok} likes acknowledged during the outage, {} not; \
+         {} events in the outbox",
+        outage.as_secs_f64(),
+        during_other.len(),
+        outbox
+    );
+    assert!(
+        during_ok > 0,
+        "no like was acknowledged while NATS was down"
+    );
+    assert!(
+        during_other.is_empty() && before_other.is_empty(),
+        "answers other than 2xx: {during_other:?} {before_other:?}"
+    );
+    assert!(
+        converged,
+        "the backlog did not drain after NATS came back\n{}",
+        system.log_tails()
+    );
+    assert_eq!(outbox as u64, before_ok + during_ok);
+    assert_eq!(drift, 0, "counts drifted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_down_writes_are_503_with_retry_after_and_recover_without_restarts() {
+    // Arrange
+    let mut system = System::start().await;
+    let keys = tally_api::auth::TokenKeys::hs256(SECRET.as_bytes());
+    let token = keys
+        .issue("outage-user", Duration::from_secs(3600))
+        .expect("a token");
+    let http = reqwest::Client::new();
+    let like = || {
+        http.post(format!("http://{}/v1/likes", system.api_addr))
+            .bearer_auth(&token)
+            .json(&json!({ "post_id": post_id(7) }))
+            .send()
+    };
+
+    // Act: a clean stop of Postgres, a like, Postgres back, the same like again.
+    let pg = &system.pg;
+    tokio::task::block_in_place(|| pg.stop("fast"));
+    let refused = like().await.expect("an answer while Postgres is down");
+    let ready = http
+        .get(format!("http://{}/readyz", system.api_addr))
+        .send()
+        .await
+        .expect("an answer from /readyz");
+    tokio::task::block_in_place(|| pg.start_again());
+    let mut accepted = None;
+    for _ in 0..100 {
+        let response = like().await.expect("an answer after Postgres is back");
+        if response.status().is_success() {
+            accepted = Some(response.status());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let converged = converge(&system).await;
+
+    // Assert
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        refused.headers().contains_key(reqwest::header::RETRY_AFTER),
+        "a 503 says when to retry"
+    );
+    let problem: Value = refused.json().await.expect("a problem body");
+    assert_eq!(problem["status"], 503);
+    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(accepted, Some(reqwest::StatusCode::CREATED));
+    assert!(
+        converged,
+        "the pipeline did not recover\n{}",
+        system.log_tails()
+    );
+    let db = connect(&system.pg.cluster().url(&system.db_name)).await;
+    let likes: i64 = db
+        .query_one(
+            "SELECT likes FROM post_counts WHERE post_id = $1",
+            &[&post_id(7)],
+        )
+        .await
+        .expect("the post's count")
+        .get(0);
+    assert_eq!(likes, 1);
+    // The same processes served before and after: nothing was restarted.
+    system.assert_services_alive();
 }
