@@ -46,20 +46,36 @@ impl OutboxEvent {
         let event_type = text(row, "event_type")?;
         let subject = text(row, "subject")?;
         let payload = raw(row, "payload")?.clone();
+        let headers = match row.get("headers") {
+            Some(Value::Text(json)) => Some(json.as_ref()),
+            _ => None,
+        };
+        Ok(Self::new(event_id, &event_type, subject, payload, headers))
+    }
+
+    /// The message for a row's column values in Postgres' text format (`headers` is the
+    /// JSON object of extra headers, if any).
+    pub fn new(
+        event_id: String,
+        event_type: &str,
+        subject: String,
+        payload: Bytes,
+        headers: Option<&[u8]>,
+    ) -> Self {
         // Extra headers are optional metadata (trace context): a row whose headers cannot be
         // read still publishes, without them, rather than stopping the stream.
-        let mut headers = match row.get("headers") {
-            Some(Value::Text(json)) => extra_headers(&event_id, json),
-            _ => HeaderMap::new(),
+        let mut headers = match headers {
+            Some(json) => extra_headers(&event_id, json),
+            None => HeaderMap::new(),
         };
         headers.insert(tally_sql::HEADER_MSG_ID, event_id.as_str());
-        headers.insert(tally_sql::HEADER_EVENT_TYPE, event_type.as_str());
-        Ok(Self {
+        headers.insert(tally_sql::HEADER_EVENT_TYPE, event_type);
+        Self {
             event_id,
             subject,
             payload,
             headers,
-        })
+        }
     }
 }
 

@@ -68,9 +68,13 @@ impl Relay {
     }
 
     async fn prepare(config: &Config) -> Result<Publisher, RelayError> {
-        slot::prepare(config).await?;
+        // NATS first: a slot created here is followed at once by the backfill, which needs
+        // JetStream.
         let publisher = Publisher::connect(&config.nats_url, config.max_in_flight).await?;
         publisher.ensure_stream(&config.stream).await?;
+        if slot::prepare(config).await? {
+            slot::backfill(config, &publisher).await?;
+        }
         Ok(publisher)
     }
 

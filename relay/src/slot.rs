@@ -7,10 +7,13 @@ use tracing::instrument;
 
 use crate::config::Config;
 use crate::error::RelayError;
+use crate::outbox::OutboxEvent;
+use crate::publisher::Publisher;
 
 /// Makes the database ready to stream: checks `wal_level`, ensures the publication and slot.
+/// Returns whether this call created the slot.
 #[instrument(skip(config), fields(slot = %config.slot, publication = %config.publication))]
-pub async fn prepare(config: &Config) -> Result<(), RelayError> {
+pub async fn prepare(config: &Config) -> Result<bool, RelayError> {
     let pg = config.postgres()?;
     let (client, connection) = pg
         .connect(tokio_postgres::NoTls)
@@ -28,7 +31,7 @@ pub async fn prepare(config: &Config) -> Result<(), RelayError> {
     result
 }
 
-async fn prepare_on(client: &tokio_postgres::Client, config: &Config) -> Result<(), RelayError> {
+async fn prepare_on(client: &tokio_postgres::Client, config: &Config) -> Result<bool, RelayError> {
     check_wal_level(client).await?;
     check_replication_role(client).await?;
     ensure_publication(client, &config.publication).await?;
@@ -128,7 +131,8 @@ async fn ensure_publication(
     Ok(())
 }
 
-async fn ensure_slot(client: &tokio_postgres::Client, slot: &str) -> Result<(), RelayError> {
+async fn ensure_slot(client: &tokio_postgres::Client, slot: &str) -> Result<bool, RelayError> {
+    let mut created = false;
     let lookup = "SELECT slot_type, plugin, database::text, current_database()::text, \
                   confirmed_flush_lsn::text \
                   FROM pg_replication_slots WHERE slot_name = $1";
@@ -141,15 +145,16 @@ async fn ensure_slot(client: &tokio_postgres::Client, slot: &str) -> Result<(), 
                 source,
             })?;
     if row.is_none() {
-        let created = client
+        let creation = client
             .query_one(
                 "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
                 &[&slot],
             )
             .await;
-        match created {
-            Ok(created) => {
-                let lsn: String = created.get(0);
+        match creation {
+            Ok(created_row) => {
+                let lsn: String = created_row.get(0);
+                created = true;
                 tracing::info!(%lsn, "created replication slot");
             }
             // Another relay created it first.
@@ -171,7 +176,7 @@ async fn ensure_slot(client: &tokio_postgres::Client, slot: &str) -> Result<(), 
     }
     let Some(row) = row else {
         // Dropped again between creating and looking: the next session will say so.
-        return Ok(());
+        return Ok(created);
     };
     let kind: String = row.get(0);
     let plugin: Option<String> = row.get(1);
@@ -190,5 +195,92 @@ async fn ensure_slot(client: &tokio_postgres::Client, slot: &str) -> Result<(), 
         });
     }
     tracing::info!(confirmed_flush_lsn = ?confirmed, "replication slot ready");
-    Ok(())
+    Ok(created)
+}
+
+/// Publishes every outbox row committed before the slot existed, right after creating it:
+/// the slot streams only what commits after its consistent point, and rows the api wrote
+/// before the first relay started would otherwise never be relayed. Rows read here that the
+/// slot streams too carry the same `Nats-Msg-Id`, so JetStream drops the second copy.
+/// On failure the slot is dropped again, so the next attempt creates it and backfills anew.
+#[instrument(skip_all, fields(slot = %config.slot))]
+pub async fn backfill(config: &Config, publisher: &Publisher) -> Result<u64, RelayError> {
+    let (client, connection) = config
+        .postgres()?
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(RelayError::PostgresConnect)?;
+    let connection = tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, "backfill connection closed");
+        }
+    });
+    let result = backfill_on(&client, config, publisher).await;
+    if result.is_err() {
+        let dropped = client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&config.slot])
+            .await;
+        if let Err(err) = dropped {
+            tracing::error!(error = %err, "the backfill failed and the new slot could not be dropped: rows written before it may never be relayed");
+        }
+    }
+    drop(client);
+    let _ = connection.await;
+    result
+}
+
+async fn backfill_on(
+    client: &tokio_postgres::Client,
+    config: &Config,
+    publisher: &Publisher,
+) -> Result<u64, RelayError> {
+    let rows = client
+        .query(
+            "SELECT event_id::text, event_type, subject, payload::text, headers::text \
+             FROM outbox ORDER BY created_at",
+            &[],
+        )
+        .await
+        .map_err(|source| RelayError::Postgres {
+            doing: "reading the outbox written before the slot",
+            source,
+        })?;
+    let mut pending = std::collections::VecDeque::new();
+    let mut published = 0u64;
+    for row in &rows {
+        let headers: Option<String> = row.get(4);
+        let event = OutboxEvent::new(
+            row.get(0),
+            row.get::<_, &str>(1),
+            row.get(2),
+            bytes::Bytes::from(row.get::<_, String>(3)),
+            headers.as_deref().map(str::as_bytes),
+        );
+        let event_id = event.event_id.clone();
+        pending.push_back((event_id, publisher.publish(event).await?));
+        if pending.len() >= config.max_in_flight {
+            published += await_ack(pending.pop_front()).await?;
+        }
+    }
+    while !pending.is_empty() {
+        published += await_ack(pending.pop_front()).await?;
+    }
+    if published > 0 {
+        tracing::info!(
+            published,
+            "published the outbox rows written before the slot existed"
+        );
+    }
+    Ok(published)
+}
+
+async fn await_ack(
+    pending: Option<(String, async_nats::jetstream::context::PublishAckFuture)>,
+) -> Result<u64, RelayError> {
+    let Some((event_id, ack)) = pending else {
+        return Ok(0);
+    };
+    ack.await
+        .map(|_| 1)
+        .map_err(|source| RelayError::Ack { event_id, source })
 }

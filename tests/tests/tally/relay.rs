@@ -734,3 +734,28 @@ async fn a_relay_started_while_postgres_is_down_waits_for_it() {
     assert!(!relay.has_exited(), "{}", relay.log());
     assert_exactly_once(&fixture).await;
 }
+
+#[tokio::test]
+async fn rows_written_before_the_first_relay_created_its_slot_are_relayed() {
+    // Arrange: the api wrote before any relay ran, so no slot saw these rows.
+    let fixture = Fixture::new(postgres()).await;
+    fixture.insert_events(120).await;
+
+    // Act
+    let relay = fixture.spawn_relay();
+    relay
+        .wait_for_log("streaming from the replication slot", CATCH_UP)
+        .await
+        .unwrap_or_else(|| panic!("the relay never streamed: {}", relay.log()));
+    fixture.insert_events(30).await;
+
+    // Assert
+    assert!(
+        relay
+            .log()
+            .contains("published the outbox rows written before the slot existed")
+    );
+    assert_exactly_once(&fixture).await;
+    drop(relay);
+    fixture.drop_slot().await;
+}
