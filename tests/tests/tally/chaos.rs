@@ -19,8 +19,8 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tally_tests::cluster::{NatsServer, PrivatePostgres, free_port};
-use tally_tests::connect;
 use tally_tests::process::{ServiceProcess, binary};
+use tally_tests::{TestApp, connect};
 use tokio_util::sync::CancellationToken;
 
 const POSTS: usize = 1_000;
@@ -98,6 +98,17 @@ impl System {
         for component in [Component::Api, Component::Relay, Component::Updater] {
             system.restart(component).await;
         }
+        let health = format!("http://{}/healthz", system.api_addr);
+        let up = TestApp::eventually(Duration::from_secs(30), || async {
+            let answer = reqwest::get(&health).await.ok()?;
+            answer.status().is_success().then_some(())
+        })
+        .await;
+        assert!(
+            up.is_some(),
+            "the api did not come up\n{}",
+            system.log_tails()
+        );
         system
     }
 
