@@ -11,6 +11,7 @@ pub mod health;
 pub mod likes;
 pub mod posts;
 pub mod problem;
+pub mod spec;
 pub mod store;
 pub mod tags;
 pub mod trace;
@@ -70,7 +71,7 @@ pub fn api_service() -> OpenApiService<(PostsApi, LikesApi, HealthApi), ()> {
 
 /// The spec as served at `/openapi.json`, pretty-printed as committed in `openapi/`.
 pub fn spec_json() -> String {
-    api_service().spec()
+    spec::finish(&api_service().spec())
 }
 
 /// A handler panicked: answer a 500 problem and keep serving (CatchPanic logs it).
@@ -131,8 +132,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let service = api_service().server(format!("http://{}", self.local_addr));
-        let spec = service.spec_endpoint();
+        let spec = spec::finish(&service.spec());
+        let allowed = spec::AllowedMethods::from_spec(&spec);
         let docs = service.scalar();
+        let spec = poem::endpoint::make_sync(move |_| {
+            poem::Response::builder()
+                .content_type("application/json; charset=utf-8")
+                .body(spec.clone())
+        });
         let app = Route::new()
             .nest("/", service)
             .at("/openapi.json", spec)
@@ -144,6 +151,7 @@ impl Application {
             .data(self.keys)
             .catch_all_error(render_error)
             .with(CatchPanic::new().with_handler(panic_response))
+            .with(allowed)
             .with(Tracing)
             .into_endpoint();
         tracing::info!(addr = %self.local_addr, "api listening");

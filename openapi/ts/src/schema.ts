@@ -4,39 +4,32 @@
  */
 
 export interface paths {
-    "/v1/posts": {
+    "/healthz": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** Liveness: answers while the process serves HTTP. */
+        get: operations["healthz"];
         put?: never;
-        /**
-         * Create a post
-         * @description Registers a likeable post owned by the caller. Creating the same post again is
-         *     idempotent (200); an id owned by someone else is a 409.
-         */
-        post: operations["createPost"];
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/v1/posts/{post_id}": {
+    "/readyz": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /**
-         * Get a post
-         * @description The post with its like and comment counts.
-         */
-        get: operations["getPost"];
+        /** Readiness: answers 200 only while Postgres is reachable. */
+        get: operations["readyz"];
         put?: never;
         post?: never;
         delete?: never;
@@ -86,32 +79,39 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/healthz": {
+    "/v1/posts": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** Liveness: answers while the process serves HTTP. */
-        get: operations["healthz"];
+        get?: never;
         put?: never;
-        post?: never;
+        /**
+         * Create a post
+         * @description Registers a likeable post owned by the caller. Creating the same post again is
+         *     idempotent (200); an id owned by someone else is a 409.
+         */
+        post: operations["createPost"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/readyz": {
+    "/v1/posts/{post_id}": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** Readiness: answers 200 only while Postgres is reachable. */
-        get: operations["readyz"];
+        /**
+         * Get a post
+         * @description The post with its like and comment counts.
+         */
+        get: operations["getPost"];
         put?: never;
         post?: never;
         delete?: never;
@@ -130,13 +130,6 @@ export interface components {
          */
         Like: {
             /**
-             * Format: uuid
-             * @description The liked post.
-             */
-            post_id: string;
-            /** @description The user who likes it. */
-            user_id: string;
-            /**
              * Format: date-time
              * @description When the like was first made.
              */
@@ -145,7 +138,14 @@ export interface components {
              * Format: uuid
              * @description The id of the event this request produced; null when the post was already liked.
              */
-            event_id?: string;
+            event_id: string | null;
+            /**
+             * Format: uuid
+             * @description The liked post.
+             */
+            post_id: string;
+            /** @description The user who likes it. */
+            user_id: string;
         };
         /**
          * NewLike
@@ -158,7 +158,7 @@ export interface components {
              */
             post_id: string;
             /** @description Optional; when given it must be the caller (the token's `sub`). */
-            user_id?: string;
+            user_id?: string | null;
         };
         /**
          * NewPost
@@ -170,42 +170,42 @@ export interface components {
              * @description The post's id, chosen by the caller so retries are idempotent; a new UUIDv7 when
              *     omitted.
              */
-            id?: string;
+            id?: string | null;
         };
         /**
          * Post
          * @description A post with its counts.
          */
         Post: {
-            /**
-             * Format: uuid
-             * @description The post's id.
-             */
-            id: string;
             /** @description The user who created the post. */
             author_id: string;
-            /**
-             * Format: date-time
-             * @description When the post was created.
-             */
-            created_at: string;
-            /**
-             * Format: int64
-             * @description How many users like the post. Eventually consistent: it trails writes by the
-             *     pipeline's lag (well under a second when healthy).
-             */
-            likes: number;
             /**
              * Format: int64
              * @description How many live comments the post has. Eventually consistent, like `likes`.
              */
             comments: number;
             /**
+             * Format: date-time
+             * @description When the post was created.
+             */
+            created_at: string;
+            /**
              * Format: uuid
              * @description On write responses, the id of the event this request produced; null (or absent)
              *     when nothing changed, and on reads.
              */
-            event_id?: string;
+            event_id: string | null;
+            /**
+             * Format: uuid
+             * @description The post's id.
+             */
+            id: string;
+            /**
+             * Format: int64
+             * @description How many users like the post. Eventually consistent: it trails writes by the
+             *     pipeline's lag (well under a second when healthy).
+             */
+            likes: number;
         };
         /**
          * Problem
@@ -219,17 +219,17 @@ export interface components {
          *     }
          */
         Problem: {
-            /** @description A URI reference naming the kind of problem, e.g. `/problems/not-found`. */
-            type: string;
-            /** @description A short, stable summary of the kind of problem. */
-            title: string;
+            /** @description What went wrong this time, for a human. */
+            detail: string;
             /**
              * Format: uint16
              * @description The HTTP status code of this answer.
              */
             status: number;
-            /** @description What went wrong this time, for a human. */
-            detail: string;
+            /** @description A short, stable summary of the kind of problem. */
+            title: string;
+            /** @description A URI reference naming the kind of problem, e.g. `/problems/not-found`. */
+            type: string;
         };
     };
     responses: never;
@@ -240,153 +240,51 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    createPost: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description W3C trace context; carried onto the event this write produces. */
-                traceparent?: string;
-            };
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json; charset=utf-8": components["schemas"]["NewPost"];
-            };
-        };
-        responses: {
-            /** @description The caller had already created this post; nothing changed. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json; charset=utf-8": components["schemas"]["Post"];
-                };
-            };
-            /** @description The post was created. */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json; charset=utf-8": components["schemas"]["Post"];
-                };
-            };
-            /** @description The request was malformed. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description A valid bearer token is required. */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The id belongs to another author's post (or to a deleted post). */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The body is not `application/json`. */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description A bug: the request was valid but the server failed. Logged with details. */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Postgres is unreachable: retry after the delay in `Retry-After` (seconds). */
-            503: {
-                headers: {
-                    "RETRY-AFTER": number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    getPost: {
+    healthz: {
         parameters: {
             query?: never;
             header?: never;
-            path: {
-                /** @description The post's id. */
-                post_id: string;
-            };
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The post with its counts. */
+            /** @description The process is up and serving HTTP. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Post"];
+                    "text/plain; charset=utf-8": string;
                 };
             };
-            /** @description The post id is not a UUID. */
-            400: {
+        };
+    };
+    readyz: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Postgres answers: the api can take writes. */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "text/plain; charset=utf-8": string;
                 };
             };
-            /** @description No such post, or it was deleted. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description A bug: the request was valid but the server failed. Logged with details. */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Postgres is unreachable: retry after the delay in `Retry-After` (seconds). */
+            /** @description Postgres is unreachable: writes would fail. */
             503: {
                 headers: {
-                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "text/plain; charset=utf-8": string;
                 };
             };
         };
@@ -565,51 +463,153 @@ export interface operations {
             };
         };
     };
-    healthz: {
+    createPost: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description W3C trace context; carried onto the event this write produces. */
+                traceparent?: string;
+            };
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["NewPost"];
+            };
+        };
         responses: {
-            /** @description The process is up and serving HTTP. */
+            /** @description The caller had already created this post; nothing changed. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/plain; charset=utf-8": string;
+                    "application/json; charset=utf-8": components["schemas"]["Post"];
+                };
+            };
+            /** @description The post was created. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Post"];
+                };
+            };
+            /** @description The request was malformed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A valid bearer token is required. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The id belongs to another author's post (or to a deleted post). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A bug: the request was valid but the server failed. Logged with details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Postgres is unreachable: retry after the delay in `Retry-After` (seconds). */
+            503: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    readyz: {
+    getPost: {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                /** @description The post's id. */
+                post_id: string;
+            };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Postgres answers: the api can take writes. */
+            /** @description The post with its counts. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/plain; charset=utf-8": string;
+                    "application/json; charset=utf-8": components["schemas"]["Post"];
                 };
             };
-            /** @description Postgres is unreachable: writes would fail. */
-            503: {
+            /** @description The post id is not a UUID. */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/plain; charset=utf-8": string;
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such post, or it was deleted. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A bug: the request was valid but the server failed. Logged with details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Postgres is unreachable: retry after the delay in `Retry-After` (seconds). */
+            503: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
