@@ -2,6 +2,7 @@
 
 mod api;
 mod chaos;
+mod hostile;
 mod pipeline;
 mod relay;
 mod roles;
