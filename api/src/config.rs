@@ -39,6 +39,11 @@ pub struct Config {
     #[arg(long, env = "TALLY_DB_TIMEOUT_MS", value_name = "TALLY_DB_TIMEOUT_MS", default_value = "3000",
           value_parser = parse_millis)]
     pub db_timeout: Duration,
+
+    /// Longest a read with `after_event` waits for that event to be counted (read-your-writes).
+    #[arg(long, env = "TALLY_READ_YOUR_WRITES_TIMEOUT_MS", value_name = "TALLY_READ_YOUR_WRITES_TIMEOUT_MS",
+          default_value = "2000", value_parser = parse_wait_millis)]
+    pub read_your_writes_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -48,6 +53,7 @@ impl std::fmt::Debug for Config {
             .field("http_addr", &self.http_addr)
             .field("db_pool_size", &self.db_pool_size)
             .field("db_timeout", &self.db_timeout)
+            .field("read_your_writes_timeout", &self.read_your_writes_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -83,4 +89,14 @@ impl Config {
         use clap::Parser;
         ServeArgs::parse_from(["tally-api"]).config
     }
+}
+
+/// The read-your-writes wait: at most 10 s, since a request held longer than that helps no
+/// frontend and ties up a connection slot.
+fn parse_wait_millis(value: &str) -> Result<Duration, String> {
+    let wait = parse_millis(value)?;
+    if wait > Duration::from_secs(10) {
+        return Err("at most 10000 (10 s)".into());
+    }
+    Ok(wait)
 }

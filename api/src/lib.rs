@@ -31,7 +31,7 @@ pub use config::Config;
 use crate::auth::TokenKeys;
 use crate::health::HealthApi;
 use crate::likes::LikesApi;
-use crate::posts::PostsApi;
+use crate::posts::{PostsApi, ReadYourWrites};
 use crate::problem::{Problem, render_error};
 use crate::store::Store;
 
@@ -85,6 +85,7 @@ pub struct Application {
     local_addr: SocketAddr,
     store: Store,
     keys: Arc<TokenKeys>,
+    read_your_writes: ReadYourWrites,
 }
 
 impl std::fmt::Debug for Application {
@@ -117,6 +118,9 @@ impl Application {
             local_addr,
             store: Store::new(pool),
             keys: Arc::new(TokenKeys::hs256(config.jwt_secret.as_bytes())),
+            read_your_writes: ReadYourWrites {
+                timeout: config.read_your_writes_timeout,
+            },
         })
     }
 
@@ -149,6 +153,7 @@ impl Application {
             })
             .data(self.store)
             .data(self.keys)
+            .data(self.read_your_writes)
             .catch_all_error(render_error)
             .with(CatchPanic::new().with_handler(panic_response))
             .with(allowed)

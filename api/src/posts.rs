@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::param::{Header, Path};
+use std::time::Duration;
+
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use tracing::instrument;
@@ -10,7 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::BearerAuth;
 use crate::problem::{Problem, RequestRejected, ServiceError, reject};
-use crate::store::{CreatePost, EventContext, PostRow, Store};
+use crate::store::{CreatePost, EventContext, PostRow, Store, StoreError};
 use crate::tags::ApiTags;
 use crate::trace::valid_traceparent;
 
@@ -28,9 +30,13 @@ pub struct Post {
     pub likes: i64,
     /// How many live comments the post has. Eventually consistent, like `likes`.
     pub comments: i64,
-    /// On write responses, the id of the event this request produced; null (or absent)
-    /// when nothing changed, and on reads.
+    /// On write responses, the id of the event this request produced; null when nothing
+    /// changed, and on reads.
     pub event_id: Option<Uuid>,
+    /// Only when the read asked for `after_event`: whether the counts include that event
+    /// (false: it was not counted within the wait, so the counts may trail it).
+    #[oai(skip_serializing_if_is_none)]
+    pub after_event_applied: Option<bool>,
 }
 
 impl Post {
@@ -42,6 +48,7 @@ impl Post {
             likes: row.likes,
             comments: row.comments,
             event_id,
+            after_event_applied: None,
         }
     }
 }
@@ -154,15 +161,58 @@ impl PostsApi {
     async fn get_post(
         &self,
         store: Data<&Store>,
+        wait: Data<&ReadYourWrites>,
         /// The post's id.
         post_id: Path<Uuid>,
+        /// Read-your-writes: the `event_id` of the caller's own write. The read waits (at
+        /// most `TALLY_READ_YOUR_WRITES_TIMEOUT_MS`, 2 s by default) until the counts include
+        /// that event, and says in `after_event_applied` whether they do.
+        #[oai(example = "after_event_example")]
+        after_event: Query<Option<Uuid>>,
     ) -> Result<GetPostResponse, ServiceError> {
+        let applied = match after_event.0 {
+            Some(event_id) => Some(wait.until_applied(&store, event_id).await?),
+            None => None,
+        };
         Ok(match store.get_post(post_id.0).await? {
-            Some(post) => GetPostResponse::Ok(Json(Post::from_row(post, None))),
+            Some(post) => GetPostResponse::Ok(Json(Post {
+                after_event_applied: applied,
+                ..Post::from_row(post, None)
+            })),
             None => GetPostResponse::NotFound(Json(Problem::not_found(format!(
                 "post {} does not exist",
                 post_id.0
             )))),
         })
+    }
+}
+
+fn after_event_example() -> Option<Uuid> {
+    Some(Uuid::from_u128(0x0193_5a1e_7c00_7000_8000_0000_0000_0001))
+}
+
+/// How long a read with `after_event` may wait for the updater.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadYourWrites {
+    pub timeout: Duration,
+}
+
+/// How often a waiting read looks for its event: short against the pipeline's lag (tens
+/// of milliseconds), long enough to cost Postgres little.
+const POLL: Duration = Duration::from_millis(10);
+
+impl ReadYourWrites {
+    /// Waits until the updater counted `event_id` or the timeout passes; whether it was.
+    async fn until_applied(&self, store: &Store, event_id: Uuid) -> Result<bool, StoreError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            if store.event_applied(event_id).await? {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() + POLL > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 }

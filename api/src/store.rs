@@ -210,6 +210,17 @@ impl Store {
         }))
     }
 
+    /// Whether the updater has counted `event_id` (its inbox holds the id once the count
+    /// that includes the event is committed).
+    #[instrument(skip(self))]
+    pub async fn event_applied(&self, event_id: Uuid) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt("SELECT 1 FROM inbox WHERE event_id = $1", &[&event_id])
+            .await?;
+        Ok(row.is_some())
+    }
+
     #[instrument(skip(self, ctx))]
     pub async fn add_like(
         &self,

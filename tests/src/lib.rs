@@ -135,6 +135,7 @@ impl TestApp {
             jwt_secret: JWT_SECRET.into(),
             db_pool_size: 8,
             db_timeout: Duration::from_secs(3),
+            read_your_writes_timeout: Duration::from_secs(2),
         })
         .await
         .expect("building the api");

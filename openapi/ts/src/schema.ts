@@ -177,6 +177,11 @@ export interface components {
          * @description A post with its counts.
          */
         Post: {
+            /**
+             * @description Only when the read asked for `after_event`: whether the counts include that event
+             *     (false: it was not counted within the wait, so the counts may trail it).
+             */
+            after_event_applied?: boolean;
             /** @description The user who created the post. */
             author_id: string;
             /**
@@ -191,8 +196,8 @@ export interface components {
             created_at: string;
             /**
              * Format: uuid
-             * @description On write responses, the id of the event this request produced; null (or absent)
-             *     when nothing changed, and on reads.
+             * @description On write responses, the id of the event this request produced; null when nothing
+             *     changed, and on reads.
              */
             event_id: string | null;
             /**
@@ -556,7 +561,14 @@ export interface operations {
     };
     getPost: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Read-your-writes: the `event_id` of the caller's own write. The read waits (at
+                 *     most `TALLY_READ_YOUR_WRITES_TIMEOUT_MS`, 2 s by default) until the counts include
+                 *     that event, and says in `after_event_applied` whether they do.
+                 */
+                after_event?: string;
+            };
             header?: never;
             path: {
                 /** @description The post's id. */

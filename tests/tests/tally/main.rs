@@ -4,6 +4,7 @@ mod api;
 mod chaos;
 mod hostile;
 mod pipeline;
+mod read_your_writes;
 mod relay;
 mod roles;
 mod updater;
