@@ -44,6 +44,12 @@ pub struct Config {
     #[arg(long, env = "TALLY_READ_YOUR_WRITES_TIMEOUT_MS", value_name = "TALLY_READ_YOUR_WRITES_TIMEOUT_MS",
           default_value = "2000", value_parser = parse_wait_millis)]
     pub read_your_writes_timeout: Duration,
+
+    /// How long the feed read's counts cache keeps a post; counts trail writes by the
+    /// pipeline's lag plus at most this.
+    #[arg(long, env = "TALLY_COUNTS_CACHE_TTL_MS", value_name = "TALLY_COUNTS_CACHE_TTL_MS",
+          default_value = "1000", value_parser = parse_millis)]
+    pub counts_cache_ttl: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -54,6 +60,7 @@ impl std::fmt::Debug for Config {
             .field("db_pool_size", &self.db_pool_size)
             .field("db_timeout", &self.db_timeout)
             .field("read_your_writes_timeout", &self.read_your_writes_timeout)
+            .field("counts_cache_ttl", &self.counts_cache_ttl)
             .finish_non_exhaustive()
     }
 }

@@ -7,10 +7,12 @@
 pub mod auth;
 pub mod body_limit;
 pub mod config;
+pub mod counts_cache;
 pub mod health;
 pub mod likes;
 pub mod posts;
 pub mod problem;
+pub mod required_lists;
 pub mod spec;
 pub mod store;
 pub mod tags;
@@ -29,6 +31,7 @@ use poem_openapi::OpenApiService;
 pub use config::Config;
 
 use crate::auth::TokenKeys;
+use crate::counts_cache::CountsCache;
 use crate::health::HealthApi;
 use crate::likes::LikesApi;
 use crate::posts::{PostsApi, ReadYourWrites};
@@ -86,6 +89,7 @@ pub struct Application {
     store: Store,
     keys: Arc<TokenKeys>,
     read_your_writes: ReadYourWrites,
+    counts: CountsCache,
 }
 
 impl std::fmt::Debug for Application {
@@ -121,6 +125,7 @@ impl Application {
             read_your_writes: ReadYourWrites {
                 timeout: config.read_your_writes_timeout,
             },
+            counts: CountsCache::new(config.counts_cache_ttl),
         })
     }
 
@@ -148,12 +153,14 @@ impl Application {
             .nest("/", service)
             .at("/openapi.json", spec)
             .nest("/docs", docs)
+            .around(required_lists::check)
             .with(body_limit::BodyLimit {
                 max: MAX_BODY_BYTES,
             })
             .data(self.store)
             .data(self.keys)
             .data(self.read_your_writes)
+            .data(self.counts)
             .catch_all_error(render_error)
             .with(CatchPanic::new().with_handler(panic_response))
             .with(allowed)

@@ -11,6 +11,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::auth::BearerAuth;
+use crate::counts_cache::CountsCache;
 use crate::problem::{Problem, RequestRejected, ServiceError, reject};
 use crate::store::{CreatePost, EventContext, PostRow, Store, StoreError};
 use crate::tags::ApiTags;
@@ -115,6 +116,35 @@ impl RequestRejected for GetPostResponse {
     }
 }
 
+/// Posts read by id, for a feed.
+#[derive(Debug, Object)]
+pub struct Feed {
+    /// The posts found, in the order their ids were asked for (each once).
+    pub posts: Vec<Post>,
+    /// The ids asked for that name no post (never created, or deleted).
+    pub missing: Vec<Uuid>,
+}
+
+/// The most ids one feed read may ask for.
+pub const MAX_FEED_IDS: usize = 100;
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "reject")]
+pub enum GetPostsResponse {
+    /// The posts found, and the ids that name none.
+    #[oai(status = 200)]
+    Ok(Json<Feed>),
+    /// `ids` is missing, empty, longer than 100 ids, or holds something other than UUIDs.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+}
+
+impl RequestRejected for GetPostsResponse {
+    fn rejected(problem: Problem) -> Self {
+        Self::BadRequest(Json(problem))
+    }
+}
+
 /// Posts and their counts.
 #[derive(Debug)]
 pub struct PostsApi;
@@ -156,6 +186,41 @@ impl PostsApi {
     /// Get a post
     ///
     /// The post with its like and comment counts.
+    /// Read posts by id (a feed)
+    ///
+    /// The posts named by `ids` (1 to 100, comma-separated: `ids=a,b,c`) with their counts,
+    /// in the order asked; ids that name no post are listed in `missing`. Counts come from
+    /// a cache refreshed at most every `TALLY_COUNTS_CACHE_TTL_MS` (1 s by default).
+    #[oai(path = "/v1/posts", method = "get", operation_id = "getPosts")]
+    #[instrument(skip_all, fields(ids = ids.0.len()))]
+    async fn get_posts(
+        &self,
+        store: Data<&Store>,
+        cache: Data<&CountsCache>,
+        /// 1 to 100 post ids, comma-separated.
+        #[oai(explode = false, validator(min_items = 1, max_items = 100))]
+        ids: Query<Vec<Uuid>>,
+    ) -> Result<GetPostsResponse, ServiceError> {
+        let mut asked = Vec::with_capacity(ids.0.len());
+        for id in ids.0 {
+            if !asked.contains(&id) {
+                asked.push(id);
+            }
+        }
+        let mut found = cache.posts(&store, &asked).await?;
+        let mut feed = Feed {
+            posts: Vec::with_capacity(asked.len()),
+            missing: Vec::new(),
+        };
+        for id in asked {
+            match found.remove(&id).flatten() {
+                Some(post) => feed.posts.push(Post::from_row(post, None)),
+                None => feed.missing.push(id),
+            }
+        }
+        Ok(GetPostsResponse::Ok(Json(feed)))
+    }
+
     #[oai(path = "/v1/posts/:post_id", method = "get", operation_id = "getPost")]
     #[instrument(skip_all, fields(post_id = %post_id.0))]
     async fn get_post(

@@ -210,6 +210,31 @@ impl Store {
         }))
     }
 
+    /// The live posts among `post_ids`, with their counts, in one query.
+    #[instrument(skip(self, post_ids), fields(ids = post_ids.len()))]
+    pub async fn get_posts(&self, post_ids: &[Uuid]) -> Result<Vec<PostRow>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT p.post_id, p.author_id, p.created_at,
+                        coalesce(c.likes, 0), coalesce(c.comments, 0)
+                 FROM posts p LEFT JOIN post_counts c USING (post_id)
+                 WHERE p.post_id = ANY($1) AND p.deleted_at IS NULL",
+                &[&post_ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| PostRow {
+                post_id: row.get(0),
+                author_id: row.get(1),
+                created_at: row.get(2),
+                likes: row.get(3),
+                comments: row.get(4),
+            })
+            .collect())
+    }
+
     /// Whether the updater has counted `event_id` (its inbox holds the id once the count
     /// that includes the event is committed).
     #[instrument(skip(self))]

@@ -136,6 +136,7 @@ impl TestApp {
             db_pool_size: 8,
             db_timeout: Duration::from_secs(3),
             read_your_writes_timeout: Duration::from_secs(2),
+            counts_cache_ttl: Duration::from_secs(1),
         })
         .await
         .expect("building the api");

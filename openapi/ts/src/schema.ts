@@ -86,7 +86,16 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * Get a post
+         * @description The post with its like and comment counts.
+         *     Read posts by id (a feed)
+         *
+         *     The posts named by `ids` (1 to 100, comma-separated: `ids=a,b,c`) with their counts,
+         *     in the order asked; ids that name no post are listed in `missing`. Counts come from
+         *     a cache refreshed at most every `TALLY_COUNTS_CACHE_TTL_MS` (1 s by default).
+         */
+        get: operations["getPosts"];
         put?: never;
         /**
          * Create a post
@@ -107,10 +116,6 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * Get a post
-         * @description The post with its like and comment counts.
-         */
         get: operations["getPost"];
         put?: never;
         post?: never;
@@ -124,6 +129,16 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * Feed
+         * @description Posts read by id, for a feed.
+         */
+        Feed: {
+            /** @description The ids asked for that name no post (never created, or deleted). */
+            missing: string[];
+            /** @description The posts found, in the order their ids were asked for (each once). */
+            posts: components["schemas"]["Post"][];
+        };
         /**
          * Like
          * @description One user's like of one post.
@@ -440,6 +455,57 @@ export interface operations {
             };
             /** @description No such post, or it was deleted. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A bug: the request was valid but the server failed. Logged with details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Postgres is unreachable: retry after the delay in `Retry-After` (seconds). */
+            503: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getPosts: {
+        parameters: {
+            query: {
+                /** @description 1 to 100 post ids, comma-separated. */
+                ids: string[];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The posts found, and the ids that name none. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Feed"];
+                };
+            };
+            /** @description `ids` is missing, empty, longer than 100 ids, or holds something other than UUIDs. */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -202,6 +202,7 @@ async fn postgres_unreachable_is_a_503_with_retry_after() {
         db_pool_size: 2,
         db_timeout: std::time::Duration::from_millis(500),
         read_your_writes_timeout: std::time::Duration::from_secs(2),
+        counts_cache_ttl: std::time::Duration::from_secs(1),
     })
     .await
     .expect("building the api");

@@ -2,6 +2,7 @@
 
 mod api;
 mod chaos;
+mod feed;
 mod hostile;
 mod pipeline;
 mod read_your_writes;

@@ -1,0 +1,66 @@
+//! A short-lived cache of posts with their counts, so a feed read hits Postgres at most once
+//! per post per TTL however many readers ask, and a batch read fetches all its misses in one
+//! query. Counts are eventually consistent anyway; the TTL (at most a second by default)
+//! adds at most that much to their lag. Reads that need exactness (`after_event`) bypass it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use moka::future::Cache;
+use uuid::Uuid;
+
+use crate::store::{PostRow, Store, StoreError};
+
+/// Posts kept at most; a feed page is 100 ids, so this holds many readers' pages.
+const CAPACITY: u64 = 100_000;
+
+#[derive(Debug, Clone)]
+pub struct CountsCache {
+    /// `None`: the post does not exist (or was deleted); cached too, so unknown ids cost
+    /// no more than known ones.
+    posts: Cache<Uuid, Option<PostRow>>,
+}
+
+impl CountsCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            posts: Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(ttl.max(Duration::from_millis(1)))
+                .build(),
+        }
+    }
+
+    /// The posts among `ids` (None for an unknown id), from the cache where fresh and with
+    /// one query for all the rest.
+    pub async fn posts(
+        &self,
+        store: &Store,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Option<PostRow>>, StoreError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut misses = Vec::new();
+        for id in ids {
+            match self.posts.get(id).await {
+                Some(post) => {
+                    found.insert(*id, post);
+                }
+                None => misses.push(*id),
+            }
+        }
+        if !misses.is_empty() {
+            let mut fetched: HashMap<Uuid, PostRow> = store
+                .get_posts(&misses)
+                .await?
+                .into_iter()
+                .map(|post| (post.post_id, post))
+                .collect();
+            for id in misses {
+                let post = fetched.remove(&id);
+                self.posts.insert(id, post.clone()).await;
+                found.insert(id, post);
+            }
+        }
+        Ok(found)
+    }
+}

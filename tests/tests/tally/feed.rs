@@ -1,0 +1,131 @@
+//! The feed read, `GET /v1/posts?ids=a,b,c`: posts in the order asked with their counts,
+//! unknown ids reported rather than fatal, and every malformed list a 4xx problem.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tally_tests::TestApp;
+
+async fn new_post(app: &TestApp, author: &str) -> String {
+    let response = app
+        .request(Method::POST, "/v1/posts", Some(author))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("creating a post");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.expect("a post");
+    body["id"].as_str().expect("a post id").to_owned()
+}
+
+async fn feed(app: &TestApp, query: &str) -> (StatusCode, Value) {
+    let response = app
+        .request(Method::GET, &format!("/v1/posts{query}"), None)
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_feed_read_returns_posts_in_the_order_asked_and_reports_unknown_ids() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let first = new_post(&app, "alice").await;
+    let second = new_post(&app, "bob").await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+
+    // Act
+    let (status, body) = feed(&app, &format!("?ids={second},{unknown},{first},{second}")).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<&str> = body["posts"]
+        .as_array()
+        .expect("posts")
+        .iter()
+        .map(|post| post["id"].as_str().expect("an id"))
+        .collect();
+    assert_eq!(ids, [second.as_str(), first.as_str()]);
+    assert_eq!(body["missing"], json!([unknown]));
+    assert_eq!(body["posts"][0]["likes"], 0);
+
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_like_shows_in_the_feed_once_the_cache_entry_expires() {
+    // Arrange: the post is read (and cached) before the like.
+    let app = TestApp::spawn().await;
+    let post = new_post(&app, "alice").await;
+    let (_, before) = feed(&app, &format!("?ids={post}")).await;
+    assert_eq!(before["posts"][0]["likes"], 0);
+
+    // Act
+    let liked = app
+        .request(Method::POST, "/v1/likes", Some("bob"))
+        .json(&json!({ "post_id": post }))
+        .send()
+        .await
+        .expect("liking");
+    assert_eq!(liked.status(), StatusCode::CREATED);
+
+    // Assert: within the pipeline's lag plus the cache's TTL (1 s in the harness).
+    let seen = TestApp::eventually(Duration::from_secs(10), || async {
+        let (_, body) = feed(&app, &format!("?ids={post}")).await;
+        (body["posts"][0]["likes"] == 1).then_some(())
+    })
+    .await;
+    assert!(seen.is_some(), "the feed never showed the like");
+
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn missing_empty_oversized_and_malformed_id_lists_are_400_problems() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let many = |n: usize| {
+        (0..n)
+            .map(|_| uuid::Uuid::now_v7().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+
+    // Act and assert
+    for (what, query) in [
+        ("no ids parameter", String::new()),
+        ("an empty ids parameter", "?ids=".to_owned()),
+        ("101 ids", format!("?ids={}", many(101))),
+        ("1,000 ids", format!("?ids={}", many(1_000))),
+        ("a malformed id", "?ids=not-a-uuid".to_owned()),
+        (
+            "SQL in ids",
+            "?ids=%27%3B%20DROP%20TABLE%20posts%3B--".to_owned(),
+        ),
+        (
+            "repeated ids parameters",
+            format!("?ids={}&ids={}", many(1), many(1)),
+        ),
+    ] {
+        let response = app
+            .request(Method::GET, &format!("/v1/posts{query}"), None)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{what}: no answer ({})", err.without_url()));
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}");
+        assert_eq!(content_type, "application/problem+json", "{what}");
+    }
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM posts").await, 0);
+
+    app.stop().await;
+}
