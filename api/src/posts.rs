@@ -1,9 +1,10 @@
 //! `/v1/posts`: creating posts and reading them with their like and comment counts.
 
-use chrono::{DateTime, Utc};
-use poem::web::Data;
+use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -123,6 +124,9 @@ pub struct Feed {
     pub posts: Vec<Post>,
     /// The ids asked for that name no post (never created, or deleted).
     pub missing: Vec<Uuid>,
+    /// Only when the read asked for `after_event`: whether the counts include that event.
+    #[oai(skip_serializing_if_is_none)]
+    pub after_event_applied: Option<bool>,
 }
 
 /// The most ids one feed read may ask for.
@@ -197,9 +201,14 @@ impl PostsApi {
         &self,
         store: Data<&Store>,
         cache: Data<&CountsCache>,
+        wait: Data<&ReadYourWrites>,
         /// 1 to 100 post ids, comma-separated.
         #[oai(explode = false, validator(min_items = 1, max_items = 100))]
         ids: Query<Vec<Uuid>>,
+        /// Read-your-writes, as on `GET /v1/posts/{post_id}`: wait until the counts include
+        /// this event (the cache is bypassed for such a read).
+        #[oai(example = "after_event_example")]
+        after_event: Query<Option<Uuid>>,
     ) -> Result<GetPostsResponse, ServiceError> {
         let mut asked = Vec::with_capacity(ids.0.len());
         for id in ids.0 {
@@ -207,10 +216,23 @@ impl PostsApi {
                 asked.push(id);
             }
         }
-        let mut found = cache.posts(&store, &asked).await?;
+        let (mut found, applied) = match after_event.0 {
+            Some(event_id) => {
+                let applied = wait.until_applied(&store, event_id).await?;
+                let fresh = store.get_posts(&asked).await?;
+                let mut found: HashMap<Uuid, Option<PostRow>> =
+                    asked.iter().map(|id| (*id, None)).collect();
+                for post in fresh {
+                    found.insert(post.post_id, Some(post));
+                }
+                (found, Some(applied))
+            }
+            None => (cache.posts(&store, &asked).await?, None),
+        };
         let mut feed = Feed {
             posts: Vec::with_capacity(asked.len()),
             missing: Vec::new(),
+            after_event_applied: applied,
         };
         for id in asked {
             match found.remove(&id).flatten() {

@@ -191,23 +191,7 @@ impl Store {
     /// A live (not deleted) post with its counts.
     #[instrument(skip(self))]
     pub async fn get_post(&self, post_id: Uuid) -> Result<Option<PostRow>, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT p.post_id, p.author_id, p.created_at,
-                        coalesce(c.likes, 0), coalesce(c.comments, 0)
-                 FROM posts p LEFT JOIN post_counts c USING (post_id)
-                 WHERE p.post_id = $1 AND p.deleted_at IS NULL",
-                &[&post_id],
-            )
-            .await?;
-        Ok(row.map(|row| PostRow {
-            post_id: row.get(0),
-            author_id: row.get(1),
-            created_at: row.get(2),
-            likes: row.get(3),
-            comments: row.get(4),
-        }))
+        Ok(self.get_posts(&[post_id]).await?.pop())
     }
 
     /// The live posts among `post_ids`, with their counts, in one query.

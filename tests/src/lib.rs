@@ -178,6 +178,19 @@ impl TestApp {
         }
     }
 
+    /// Creates a post by `author` through the api and returns its id.
+    pub async fn create_post(&self, author: &str) -> String {
+        let response = self
+            .request(reqwest::Method::POST, "/v1/posts", Some(author))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("creating a post");
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        let body: serde_json::Value = response.json().await.expect("a post");
+        body["id"].as_str().expect("a post id").to_owned()
+    }
+
     /// A valid bearer token for `user_id`.
     pub fn token(&self, user_id: &str) -> String {
         tally_api::auth::TokenKeys::hs256(JWT_SECRET.as_bytes())

@@ -134,6 +134,8 @@ export interface components {
          * @description Posts read by id, for a feed.
          */
         Feed: {
+            /** @description Only when the read asked for `after_event`: whether the counts include that event. */
+            after_event_applied?: boolean;
             /** @description The ids asked for that name no post (never created, or deleted). */
             missing: string[];
             /** @description The posts found, in the order their ids were asked for (each once). */
@@ -488,6 +490,11 @@ export interface operations {
             query: {
                 /** @description 1 to 100 post ids, comma-separated. */
                 ids: string[];
+                /**
+                 * @description Read-your-writes, as on `GET /v1/posts/{post_id}`: wait until the counts include
+                 *     this event (the cache is bypassed for such a read).
+                 */
+                after_event?: string;
             };
             header?: never;
             path?: never;

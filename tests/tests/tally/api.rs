@@ -4,8 +4,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tally_tests::TestApp;
 
-use crate::pipeline::create_post;
-
 async fn problem(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     let content_type = response
@@ -25,7 +23,7 @@ async fn problem(response: reqwest::Response) -> (StatusCode, Value) {
 async fn liking_twice_counts_once() {
     // Arrange
     let app = TestApp::spawn().await;
-    let post_id = create_post(&app, "author").await;
+    let post_id = app.create_post("author").await;
     let like = || {
         app.request(Method::POST, "/v1/likes", Some("ann"))
             .json(&json!({ "post_id": post_id }))
@@ -76,7 +74,7 @@ async fn writes_without_a_valid_token_are_401_problems() {
 #[tokio::test]
 async fn bad_input_is_a_4xx_problem_never_a_5xx() {
     let app = TestApp::spawn().await;
-    let post_id = create_post(&app, "author").await;
+    let post_id = app.create_post("author").await;
     let cases = [
         (
             "malformed JSON",
@@ -168,7 +166,7 @@ async fn bad_input_is_a_4xx_problem_never_a_5xx() {
 #[tokio::test]
 async fn creating_a_post_is_idempotent_for_its_author_and_a_conflict_for_others() {
     let app = TestApp::spawn().await;
-    let post_id = create_post(&app, "author").await;
+    let post_id = app.create_post("author").await;
     let again = app
         .request(Method::POST, "/v1/posts", Some("author"))
         .json(&json!({ "id": post_id }))

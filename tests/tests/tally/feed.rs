@@ -7,18 +7,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tally_tests::TestApp;
 
-async fn new_post(app: &TestApp, author: &str) -> String {
-    let response = app
-        .request(Method::POST, "/v1/posts", Some(author))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("creating a post");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.expect("a post");
-    body["id"].as_str().expect("a post id").to_owned()
-}
-
 async fn feed(app: &TestApp, query: &str) -> (StatusCode, Value) {
     let response = app
         .request(Method::GET, &format!("/v1/posts{query}"), None)
@@ -33,8 +21,8 @@ async fn feed(app: &TestApp, query: &str) -> (StatusCode, Value) {
 async fn a_feed_read_returns_posts_in_the_order_asked_and_reports_unknown_ids() {
     // Arrange
     let app = TestApp::spawn().await;
-    let first = new_post(&app, "alice").await;
-    let second = new_post(&app, "bob").await;
+    let first = app.create_post("alice").await;
+    let second = app.create_post("bob").await;
     let unknown = uuid::Uuid::now_v7().to_string();
 
     // Act
@@ -59,7 +47,7 @@ async fn a_feed_read_returns_posts_in_the_order_asked_and_reports_unknown_ids() 
 async fn a_like_shows_in_the_feed_once_the_cache_entry_expires() {
     // Arrange: the post is read (and cached) before the like.
     let app = TestApp::spawn().await;
-    let post = new_post(&app, "alice").await;
+    let post = app.create_post("alice").await;
     let (_, before) = feed(&app, &format!("?ids={post}")).await;
     assert_eq!(before["posts"][0]["likes"], 0);
 

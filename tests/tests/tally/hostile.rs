@@ -27,18 +27,6 @@ async fn assert_client_error(what: &str, response: Result<reqwest::Response, req
     }
 }
 
-async fn new_post(app: &TestApp, author: &str) -> String {
-    let response = app
-        .request(Method::POST, "/v1/posts", Some(author))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("creating a post");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.expect("a post");
-    body["id"].as_str().expect("a post id").to_owned()
-}
-
 #[tokio::test]
 async fn oversized_deeply_nested_and_non_utf8_bodies_are_4xx_problems() {
     // Arrange
@@ -78,7 +66,7 @@ async fn oversized_deeply_nested_and_non_utf8_bodies_are_4xx_problems() {
 async fn sql_meta_characters_are_plain_data_or_4xx_problems() {
     // Arrange
     let app = TestApp::spawn().await;
-    let post = new_post(&app, "alice").await;
+    let post = app.create_post("alice").await;
     let sneaky_user = "bob'); DELETE FROM likes; --";
 
     // Act

@@ -7,19 +7,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tally_tests::TestApp;
 
-/// Creates a post as `author` and returns its id.
-pub async fn create_post(app: &TestApp, author: &str) -> String {
-    let response = app
-        .request(Method::POST, "/v1/posts", Some(author))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("POST /v1/posts");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.expect("a JSON post");
-    body["id"].as_str().expect("an id").to_owned()
-}
-
 async fn like(app: &TestApp, user: &str, post_id: &str) -> StatusCode {
     app.request(Method::POST, "/v1/likes", Some(user))
         .json(&json!({ "post_id": post_id }))
@@ -33,7 +20,7 @@ async fn like(app: &TestApp, user: &str, post_id: &str) -> StatusCode {
 async fn likes_travel_the_whole_pipeline_into_the_count() {
     // Arrange
     let app = TestApp::spawn().await;
-    let post_id = create_post(&app, "author").await;
+    let post_id = app.create_post("author").await;
 
     // Act: three users like, one of them twice, one unlikes.
     assert_eq!(like(&app, "ann", &post_id).await, StatusCode::CREATED);
@@ -70,12 +57,21 @@ async fn likes_travel_the_whole_pipeline_into_the_count() {
 
     // ... and exactly those events on the stream.
     let js = app.nats.jetstream().await;
-    let mut stream = js
+    let stream = js
         .get_stream(tally_sql::STREAM)
         .await
         .expect("the stream exists");
-    let info = stream.info().await.expect("stream info");
-    assert_eq!(info.state.messages, 5, "4 like events and 1 post.created");
+    // The count can read 2 before cat's like and unlike (net zero) reach the stream, so
+    // the stream gets its own bounded wait.
+    let messages = TestApp::eventually(Duration::from_secs(10), || {
+        let mut stream = stream.clone();
+        async move {
+            let messages = stream.info().await.ok()?.state.messages;
+            (messages >= 5).then_some(messages)
+        }
+    })
+    .await;
+    assert_eq!(messages, Some(5), "4 like events and 1 post.created");
     let consumer = stream
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
             filter_subject: format!("tally.like.*.{post_id}"),
@@ -100,7 +96,7 @@ async fn likes_travel_the_whole_pipeline_into_the_count() {
 async fn an_event_carries_its_id_type_and_traceparent_onto_the_stream() {
     // Arrange
     let app = TestApp::spawn().await;
-    let post_id = create_post(&app, "author").await;
+    let post_id = app.create_post("author").await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     // Act

@@ -14,15 +14,7 @@ async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
 async fn reading_after_your_own_like_returns_the_count_that_includes_it() {
     // Arrange
     let app = TestApp::spawn().await;
-    let (_, post) = json_of(
-        app.request(Method::POST, "/v1/posts", Some("alice"))
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("creating a post"),
-    )
-    .await;
-    let post_id = post["id"].as_str().expect("a post id").to_owned();
+    let post_id = app.create_post("alice").await;
     let (status, like) = json_of(
         app.request(Method::POST, "/v1/likes", Some("bob"))
             .json(&json!({ "post_id": post_id }))
@@ -56,18 +48,54 @@ async fn reading_after_your_own_like_returns_the_count_that_includes_it() {
 }
 
 #[tokio::test]
+async fn a_feed_read_after_your_own_like_bypasses_the_cache_and_includes_it() {
+    // Arrange: the post is read into the counts cache before the like.
+    let app = TestApp::spawn().await;
+    let post_id = app.create_post("alice").await;
+    let (_, cached) = json_of(
+        app.request(Method::GET, &format!("/v1/posts?ids={post_id}"), None)
+            .send()
+            .await
+            .expect("a feed read"),
+    )
+    .await;
+    assert_eq!(cached["posts"][0]["likes"], 0);
+    let (_, like) = json_of(
+        app.request(Method::POST, "/v1/likes", Some("bob"))
+            .json(&json!({ "post_id": post_id }))
+            .send()
+            .await
+            .expect("liking"),
+    )
+    .await;
+    let event_id = like["event_id"].as_str().expect("the like's event id");
+
+    // Act
+    let (status, read) = json_of(
+        app.request(
+            Method::GET,
+            &format!("/v1/posts?ids={post_id}&after_event={event_id}"),
+            None,
+        )
+        .send()
+        .await
+        .expect("a feed read"),
+    )
+    .await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["after_event_applied"], true, "{read}");
+    assert_eq!(read["posts"][0]["likes"], 1, "{read}");
+
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_event_that_never_comes_is_reported_not_applied_after_the_wait() {
     // Arrange
     let app = TestApp::spawn().await;
-    let (_, post) = json_of(
-        app.request(Method::POST, "/v1/posts", Some("alice"))
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("creating a post"),
-    )
-    .await;
-    let post_id = post["id"].as_str().expect("a post id").to_owned();
+    let post_id = app.create_post("alice").await;
     let unknown = uuid::Uuid::now_v7();
 
     // Act
