@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::auth::BearerAuth;
 use crate::problem::{Problem, RequestRejected, ServiceError, reject};
-use crate::store::{AddLike, EventContext, RemoveLike, Store};
+use crate::store::{AddLike, EventContext, RemoveLike, Store, ToggleLike};
 use crate::tags::ApiTags;
 use crate::trace::valid_traceparent;
 
@@ -94,6 +94,44 @@ pub enum UnlikeResponse {
 }
 
 impl RequestRejected for UnlikeResponse {
+    fn rejected(problem: Problem) -> Self {
+        match problem.status {
+            401 => Self::Unauthorized(Json(problem)),
+            _ => Self::BadRequest(Json(problem)),
+        }
+    }
+}
+
+/// A like's state after a toggle.
+#[derive(Debug, Object)]
+pub struct LikeToggle {
+    /// The post.
+    pub post_id: Uuid,
+    /// Whether the caller likes the post now.
+    pub liked: bool,
+    /// The id of the event this request produced (null when a concurrent request of the
+    /// same caller had already made the change).
+    pub event_id: Option<Uuid>,
+}
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "reject")]
+pub enum ToggleResponse {
+    /// The like was flipped; `liked` says which way.
+    #[oai(status = 200)]
+    Toggled(Json<LikeToggle>),
+    /// The post id is not a UUID.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// A valid bearer token is required.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// No such post, or it was deleted.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+}
+
+impl RequestRejected for ToggleResponse {
     fn rejected(problem: Problem) -> Self {
         match problem.status {
             401 => Self::Unauthorized(Json(problem)),
@@ -186,6 +224,43 @@ impl LikesApi {
                 }
                 RemoveLike::NotLiked => UnlikeResponse::Unliked(None),
                 RemoveLike::PostNotFound => UnlikeResponse::NotFound(post_not_found(post_id.0)),
+            },
+        )
+    }
+
+    /// Toggle a like
+    ///
+    /// Likes the post when the caller does not, unlikes it when they do (the toggle of a
+    /// like button), and answers which way it went. Each toggle writes one event.
+    #[oai(
+        path = "/v1/likes/:post_id/toggle",
+        method = "post",
+        operation_id = "toggleLike"
+    )]
+    #[instrument(skip_all, fields(user = %auth.0.id, post_id = %post_id.0))]
+    async fn toggle(
+        &self,
+        store: Data<&Store>,
+        auth: BearerAuth,
+        /// W3C trace context; carried onto the event this write produces.
+        #[oai(name = "traceparent")]
+        traceparent: Header<Option<String>>,
+        /// The post whose like to flip.
+        post_id: Path<Uuid>,
+    ) -> Result<ToggleResponse, ServiceError> {
+        let ctx = EventContext {
+            traceparent: valid_traceparent(traceparent.0),
+        };
+        Ok(
+            match store.toggle_like(post_id.0, &auth.0.id, &ctx).await? {
+                ToggleLike::Toggled { liked, event_id } => {
+                    ToggleResponse::Toggled(Json(LikeToggle {
+                        post_id: post_id.0,
+                        liked,
+                        event_id,
+                    }))
+                }
+                ToggleLike::PostNotFound => ToggleResponse::NotFound(post_not_found(post_id.0)),
             },
         )
     }

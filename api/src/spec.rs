@@ -13,7 +13,11 @@ use serde_json::Value;
 /// Request bodies declared `deny_unknown_fields`: the server answers 400 to extra fields.
 const CLOSED_BODIES: &[&str] = &["NewPost", "NewLike"];
 /// (schema, field) pairs always present, `null` when there is no value.
-const NULLABLE_FIELDS: &[(&str, &str)] = &[("Post", "event_id"), ("Like", "event_id")];
+const NULLABLE_FIELDS: &[(&str, &str)] = &[
+    ("Post", "event_id"),
+    ("Like", "event_id"),
+    ("LikeToggle", "event_id"),
+];
 
 /// Completes the document poem-openapi generated (see the module docs).
 pub fn finish(generated: &str) -> String {

@@ -299,6 +299,69 @@ impl Store {
     }
 }
 
+/// What toggling a like did.
+#[derive(Debug)]
+pub enum ToggleLike {
+    /// `liked`: the state after the toggle; `event_id`: the event it wrote (None when a
+    /// concurrent request of the same caller had already made that change).
+    Toggled {
+        liked: bool,
+        event_id: Option<Uuid>,
+    },
+    PostNotFound,
+}
+
+impl Store {
+    /// Likes the post when the caller does not, unlikes it when they do: one transaction,
+    /// one event.
+    #[instrument(skip(self, ctx))]
+    pub async fn toggle_like(
+        &self,
+        post_id: Uuid,
+        user_id: &str,
+        ctx: &EventContext,
+    ) -> Result<ToggleLike, StoreError> {
+        let mut client = self.pool.get().await?;
+        let txn = client.transaction().await?;
+        let Some(author) = live_post_author(&txn, post_id).await? else {
+            return Ok(ToggleLike::PostNotFound);
+        };
+        let removed = txn
+            .execute(
+                "DELETE FROM likes WHERE post_id = $1 AND user_id = $2",
+                &[&post_id, &user_id],
+            )
+            .await?;
+        let (liked, event_type) = if removed > 0 {
+            (false, EventType::LikeRemoved)
+        } else {
+            let inserted = txn
+                .execute(
+                    "INSERT INTO likes (post_id, user_id) VALUES ($1, $2)
+                     ON CONFLICT (post_id, user_id) DO NOTHING",
+                    &[&post_id, &user_id],
+                )
+                .await?;
+            if inserted == 0 {
+                // A concurrent request of the same caller liked it first: the state is
+                // "liked" and that request wrote the event.
+                return Ok(ToggleLike::Toggled {
+                    liked: true,
+                    event_id: None,
+                });
+            }
+            (true, EventType::LikeAdded)
+        };
+        let event = Event::new(event_type, post_id, &author, user_id);
+        insert_outbox(&txn, &event, ctx).await?;
+        txn.commit().await?;
+        Ok(ToggleLike::Toggled {
+            liked,
+            event_id: Some(event.id),
+        })
+    }
+}
+
 async fn live_post_author(
     client: &impl GenericClient,
     post_id: Uuid,

@@ -79,6 +79,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/likes/{post_id}/toggle": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Toggle a like
+         * @description Likes the post when the caller does not, unlikes it when they do (the toggle of a
+         *     like button), and answers which way it went. Each toggle writes one event.
+         */
+        post: operations["toggleLike"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/posts": {
         parameters: {
             query?: never;
@@ -163,6 +184,25 @@ export interface components {
             post_id: string;
             /** @description The user who likes it. */
             user_id: string;
+        };
+        /**
+         * LikeToggle
+         * @description A like's state after a toggle.
+         */
+        LikeToggle: {
+            /**
+             * Format: uuid
+             * @description The id of the event this request produced (null when a concurrent request of the
+             *     same caller had already made the change).
+             */
+            event_id: string | null;
+            /** @description Whether the caller likes the post now. */
+            liked: boolean;
+            /**
+             * Format: uuid
+             * @description The post.
+             */
+            post_id: string;
         };
         /**
          * NewLike
@@ -436,6 +476,78 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The post id is not a UUID. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A valid bearer token is required. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such post, or it was deleted. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A bug: the request was valid but the server failed. Logged with details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Postgres is unreachable: retry after the delay in `Retry-After` (seconds). */
+            503: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    toggleLike: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description W3C trace context; carried onto the event this write produces. */
+                traceparent?: string;
+            };
+            path: {
+                /** @description The post whose like to flip. */
+                post_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The like was flipped; `liked` says which way. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["LikeToggle"];
+                };
             };
             /** @description The post id is not a UUID. */
             400: {

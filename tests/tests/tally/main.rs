@@ -8,4 +8,5 @@ mod pipeline;
 mod read_your_writes;
 mod relay;
 mod roles;
+mod toggle;
 mod updater;
