@@ -107,3 +107,18 @@ fn parse_wait_millis(value: &str) -> Result<Duration, String> {
     }
     Ok(wait)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_your_writes_wait_over_ten_seconds_is_refused() {
+        assert_eq!(parse_wait_millis("2000"), Ok(Duration::from_secs(2)));
+        assert_eq!(
+            parse_wait_millis("10001"),
+            Err("at most 10000 (10 s)".to_owned())
+        );
+        assert!(parse_wait_millis("soon").is_err());
+    }
+}
