@@ -1,19 +1,25 @@
 //! The api's configuration, read from environment variables (or the matching flags).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Everything the api needs to start. Tests build it directly; the binary reads it from the
-/// environment through clap, which names the variable in any error.
+// Defaults, shared by the flags and by `Config::new`, so the two cannot disagree.
+const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+const DEFAULT_DB_POOL_SIZE: u16 = 16;
+const DEFAULT_DB_TIMEOUT_MS: &str = "3000";
+const DEFAULT_READ_YOUR_WRITES_TIMEOUT_MS: &str = "2000";
+const DEFAULT_COUNTS_CACHE_TTL_MS: &str = "1000";
+const DEFAULT_WRITE_RATE_PER_SEC: u32 = 10;
+const DEFAULT_WRITE_BURST: u32 = 30;
+
+/// Everything the api needs to start. Tests build it with [`Config::new`]; the binary reads
+/// it from the environment through clap, which names the variable in any error.
 #[derive(Clone, clap::Args)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port.
-    #[arg(
-        long,
-        env = "TALLY_HTTP_ADDR",
-        value_name = "TALLY_HTTP_ADDR",
-        default_value = "127.0.0.1:8080"
-    )]
+    #[arg(long, env = "TALLY_HTTP_ADDR", value_name = "TALLY_HTTP_ADDR",
+          default_value = DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,
 
     /// Postgres connection URL, as the api's role (tally_api).
@@ -25,31 +31,63 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// HS256 key that bearer tokens are signed with (at least 32 bytes).
+    /// HS256 key that bearer tokens may be signed with (at least 32 bytes). At least one of
+    /// this and TALLY_JWT_PUBLIC_KEY_FILE is required.
     #[arg(long, env = "TALLY_JWT_SECRET", value_name = "TALLY_JWT_SECRET", hide_env_values = true,
           value_parser = parse_secret)]
-    pub jwt_secret: String,
+    pub jwt_secret: Option<String>,
+
+    /// PEM file with the public key of an identity provider that signs tokens with RS256 (an
+    /// RSA key) or ES256 (a P-256 key).
+    #[arg(
+        long,
+        env = "TALLY_JWT_PUBLIC_KEY_FILE",
+        value_name = "TALLY_JWT_PUBLIC_KEY_FILE"
+    )]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// When set, tokens must carry this `iss` claim.
+    #[arg(long, env = "TALLY_JWT_ISSUER", value_name = "TALLY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, tokens must carry this `aud` claim; when unset, tokens with an `aud` claim
+    /// are refused (RFC 7519: a token meant for an audience the api is not, is not for it).
+    #[arg(long, env = "TALLY_JWT_AUDIENCE", value_name = "TALLY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
 
     /// Most Postgres connections the api holds open.
-    #[arg(long, env = "TALLY_DB_POOL_SIZE", value_name = "TALLY_DB_POOL_SIZE", default_value_t = 16,
+    #[arg(long, env = "TALLY_DB_POOL_SIZE", value_name = "TALLY_DB_POOL_SIZE",
+          default_value_t = DEFAULT_DB_POOL_SIZE,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub db_pool_size: u16,
 
     /// How long a request waits for a Postgres connection before answering 503.
-    #[arg(long, env = "TALLY_DB_TIMEOUT_MS", value_name = "TALLY_DB_TIMEOUT_MS", default_value = "3000",
-          value_parser = parse_millis)]
+    #[arg(long, env = "TALLY_DB_TIMEOUT_MS", value_name = "TALLY_DB_TIMEOUT_MS",
+          default_value = DEFAULT_DB_TIMEOUT_MS, value_parser = parse_millis)]
     pub db_timeout: Duration,
 
     /// Longest a read with `after_event` waits for that event to be counted (read-your-writes).
     #[arg(long, env = "TALLY_READ_YOUR_WRITES_TIMEOUT_MS", value_name = "TALLY_READ_YOUR_WRITES_TIMEOUT_MS",
-          default_value = "2000", value_parser = parse_wait_millis)]
+          default_value = DEFAULT_READ_YOUR_WRITES_TIMEOUT_MS, value_parser = parse_wait_millis)]
     pub read_your_writes_timeout: Duration,
 
     /// How long the feed read's counts cache keeps a post; counts trail writes by the
     /// pipeline's lag plus at most this.
     #[arg(long, env = "TALLY_COUNTS_CACHE_TTL_MS", value_name = "TALLY_COUNTS_CACHE_TTL_MS",
-          default_value = "1000", value_parser = parse_millis)]
+          default_value = DEFAULT_COUNTS_CACHE_TTL_MS, value_parser = parse_millis)]
     pub counts_cache_ttl: Duration,
+
+    /// Writes one user may make per second, on average; beyond that (and the burst) a write
+    /// is answered 429 with Retry-After. 0 turns the limit off.
+    #[arg(long, env = "TALLY_WRITE_RATE_PER_SEC", value_name = "TALLY_WRITE_RATE_PER_SEC",
+          default_value_t = DEFAULT_WRITE_RATE_PER_SEC)]
+    pub write_rate_per_sec: u32,
+
+    /// Writes one user may make at once before the per-second rate applies.
+    #[arg(long, env = "TALLY_WRITE_BURST", value_name = "TALLY_WRITE_BURST",
+          default_value_t = DEFAULT_WRITE_BURST,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub write_burst: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -57,10 +95,16 @@ impl std::fmt::Debug for Config {
         // The URL may hold a password and the secret signs tokens: neither is ever logged.
         f.debug_struct("Config")
             .field("http_addr", &self.http_addr)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .field("jwt_public_key_file", &self.jwt_public_key_file)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
             .field("db_pool_size", &self.db_pool_size)
             .field("db_timeout", &self.db_timeout)
             .field("read_your_writes_timeout", &self.read_your_writes_timeout)
             .field("counts_cache_ttl", &self.counts_cache_ttl)
+            .field("write_rate_per_sec", &self.write_rate_per_sec)
+            .field("write_burst", &self.write_burst)
             .finish_non_exhaustive()
     }
 }
@@ -83,21 +127,6 @@ pub fn parse_millis(value: &str) -> Result<Duration, String> {
         .map_err(|_| format!("'{value}' is not a whole number of milliseconds"))
 }
 
-#[derive(clap::Parser)]
-struct ServeArgs {
-    #[command(flatten)]
-    config: Config,
-}
-
-impl Config {
-    /// Reads the configuration from the environment alone, printing clap's message (which
-    /// names the offending variable) and exiting on error.
-    pub fn from_env_or_exit() -> Self {
-        use clap::Parser;
-        ServeArgs::parse_from(["tally-api"]).config
-    }
-}
-
 /// The read-your-writes wait: at most 10 s, since a request held longer than that helps no
 /// frontend and ties up a connection slot.
 fn parse_wait_millis(value: &str) -> Result<Duration, String> {
@@ -106,6 +135,43 @@ fn parse_wait_millis(value: &str) -> Result<Duration, String> {
         return Err("at most 10000 (10 s)".into());
     }
     Ok(wait)
+}
+
+#[derive(clap::Parser)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: Config,
+}
+
+impl Config {
+    /// Every setting at its default, with the two that have none given: where Postgres is
+    /// and the HS256 key. Tests start here and change what they need.
+    pub fn new(database_url: impl Into<String>, jwt_secret: impl Into<String>) -> Self {
+        let millis = |value| parse_millis(value).unwrap_or_default();
+        Self {
+            http_addr: DEFAULT_HTTP_ADDR
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            database_url: database_url.into(),
+            jwt_secret: Some(jwt_secret.into()),
+            jwt_public_key_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            db_pool_size: DEFAULT_DB_POOL_SIZE,
+            db_timeout: millis(DEFAULT_DB_TIMEOUT_MS),
+            read_your_writes_timeout: millis(DEFAULT_READ_YOUR_WRITES_TIMEOUT_MS),
+            counts_cache_ttl: millis(DEFAULT_COUNTS_CACHE_TTL_MS),
+            write_rate_per_sec: DEFAULT_WRITE_RATE_PER_SEC,
+            write_burst: DEFAULT_WRITE_BURST,
+        }
+    }
+
+    /// Reads the configuration from the environment alone, printing clap's message (which
+    /// names the offending variable) and exiting on error.
+    pub fn from_env_or_exit() -> Self {
+        use clap::Parser;
+        ServeArgs::parse_from(["tally-api"]).config
+    }
 }
 
 #[cfg(test)]
@@ -120,5 +186,14 @@ mod tests {
             Err("at most 10000 (10 s)".to_owned())
         );
         assert!(parse_wait_millis("soon").is_err());
+    }
+
+    #[test]
+    fn the_defaults_parse() {
+        let config = Config::new("postgres://db", "k".repeat(MIN_SECRET_LEN));
+        assert_eq!(config.http_addr.to_string(), DEFAULT_HTTP_ADDR);
+        assert_eq!(config.db_timeout, Duration::from_secs(3));
+        assert_eq!(config.read_your_writes_timeout, Duration::from_secs(2));
+        assert_eq!(config.counts_cache_ttl, Duration::from_secs(1));
     }
 }

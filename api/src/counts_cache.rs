@@ -9,6 +9,7 @@ use std::time::Duration;
 use moka::future::Cache;
 use uuid::Uuid;
 
+use crate::metrics::{CacheLabels, Metrics};
 use crate::store::{PostRow, Store, StoreError};
 
 /// Posts kept at most; a feed page is 100 ids, so this holds many readers' pages.
@@ -19,11 +20,13 @@ pub struct CountsCache {
     /// `None`: the post does not exist (or was deleted); cached too, so unknown ids cost
     /// no more than known ones.
     posts: Cache<Uuid, Option<PostRow>>,
+    metrics: Metrics,
 }
 
 impl CountsCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(ttl: Duration, metrics: Metrics) -> Self {
         Self {
+            metrics,
             posts: Cache::builder()
                 .max_capacity(CAPACITY)
                 .time_to_live(ttl.max(Duration::from_millis(1)))
@@ -48,6 +51,15 @@ impl CountsCache {
                 None => misses.push(*id),
             }
         }
+        let hits = ids.len() - misses.len();
+        self.metrics
+            .counts_cache
+            .get_or_create(&CacheLabels { result: "hit" })
+            .inc_by(hits as u64);
+        self.metrics
+            .counts_cache
+            .get_or_create(&CacheLabels { result: "miss" })
+            .inc_by(misses.len() as u64);
         if !misses.is_empty() {
             let mut fetched: HashMap<Uuid, PostRow> = store
                 .get_posts(&misses)
@@ -62,5 +74,10 @@ impl CountsCache {
             }
         }
         Ok(found)
+    }
+
+    /// Drops `post_id`, e.g. after it was deleted here.
+    pub async fn forget(&self, post_id: Uuid) {
+        self.posts.invalidate(&post_id).await;
     }
 }

@@ -1,12 +1,14 @@
-//! Liveness and readiness probes for load balancers and orchestrators.
+//! Liveness and readiness probes for load balancers and orchestrators, and the metrics for
+//! Prometheus.
 
 use poem::web::Data;
 use poem_openapi::{ApiResponse, OpenApi, payload::PlainText};
 
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tags::ApiTags;
 
-/// The probes.
+/// The probes and the metrics.
 #[derive(Debug)]
 pub struct HealthApi;
 
@@ -27,6 +29,16 @@ pub enum ReadyzResponse {
     NotReady(PlainText<&'static str>),
 }
 
+#[derive(Debug, ApiResponse)]
+pub enum MetricsResponse {
+    /// Every metric of this api instance in OpenMetrics text, which Prometheus scrapes.
+    #[oai(
+        status = 200,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    )]
+    Ok(PlainText<String>),
+}
+
 #[OpenApi(tag = "ApiTags::Health")]
 impl HealthApi {
     /// Liveness: answers while the process serves HTTP.
@@ -45,5 +57,12 @@ impl HealthApi {
                 ReadyzResponse::NotReady(PlainText("database unreachable"))
             }
         }
+    }
+
+    /// Metrics: request counts and latencies by operation and status, counts-cache hits,
+    /// database connections.
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self, metrics: Data<&Metrics>, store: Data<&Store>) -> MetricsResponse {
+        MetricsResponse::Ok(PlainText(metrics.encode(&store)))
     }
 }

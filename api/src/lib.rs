@@ -1,15 +1,19 @@
-//! tally's REST api: takes likes and posts, writes each change with its outbox event in one
-//! Postgres transaction, and serves posts with their denormalized counts.
+//! tally's REST api: takes posts, likes and comments, writes each change with its outbox event
+//! in one Postgres transaction, and serves posts with their denormalized counts.
 //!
 //! Start it with [`Application::build`] then [`Application::run_until_stopped`]; tests do the
 //! same on port 0.
 
 pub mod auth;
 pub mod body_limit;
+pub mod comments;
 pub mod config;
 pub mod counts_cache;
+pub mod cursor;
+pub mod examples;
 pub mod health;
 pub mod likes;
+pub mod metrics;
 pub mod posts;
 pub mod problem;
 pub mod required_lists;
@@ -17,6 +21,7 @@ pub mod spec;
 pub mod store;
 pub mod tags;
 pub mod trace;
+pub mod write_limit;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,13 +35,16 @@ use poem_openapi::OpenApiService;
 
 pub use config::Config;
 
-use crate::auth::TokenKeys;
+use crate::auth::{KeyError, TokenKeys};
+use crate::comments::CommentsApi;
 use crate::counts_cache::CountsCache;
 use crate::health::HealthApi;
 use crate::likes::LikesApi;
+use crate::metrics::Metrics;
 use crate::posts::{PostsApi, ReadYourWrites};
 use crate::problem::{Problem, render_error};
 use crate::store::Store;
+use crate::write_limit::WriteLimiter;
 
 /// The largest request body accepted; larger ones get a 413 before any parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -49,6 +57,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub enum StartError {
     #[error(transparent)]
     Pool(#[from] store::PoolBuildError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
     #[error("could not listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -58,16 +68,17 @@ pub enum StartError {
 }
 
 /// The OpenAPI service: every resource's operations, combined.
-pub fn api_service() -> OpenApiService<(PostsApi, LikesApi, HealthApi), ()> {
+pub fn api_service() -> OpenApiService<(PostsApi, LikesApi, CommentsApi, HealthApi), ()> {
     OpenApiService::new(
-        (PostsApi, LikesApi, HealthApi),
+        (PostsApi, LikesApi, CommentsApi, HealthApi),
         "tally",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
         "Likes and comments with exact counts. Writes are durable when answered 2xx; \
              counts converge within the pipeline's lag (well under a second when healthy). \
-             Every error is an RFC 9457 problem (application/problem+json).",
+             Reads are public; writes need `Authorization: Bearer <JWT>` whose `sub` is the \
+             user. Every error is an RFC 9457 problem (application/problem+json).",
     )
     .license("Apache-2.0")
 }
@@ -90,6 +101,8 @@ pub struct Application {
     keys: Arc<TokenKeys>,
     read_your_writes: ReadYourWrites,
     counts: CountsCache,
+    limiter: WriteLimiter,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Application {
@@ -103,6 +116,7 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Binds the listener and builds the (lazily connecting) database pool.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        let keys = TokenKeys::from_config(&config)?;
         let pool = store::pool(&config.database_url, config.db_pool_size, config.db_timeout)?;
         let bind_error = |source| StartError::Bind {
             addr: config.http_addr,
@@ -117,15 +131,18 @@ impl Application {
             .first()
             .and_then(|addr| addr.as_socket_addr().copied())
             .unwrap_or(config.http_addr);
+        let metrics = Metrics::new();
         Ok(Self {
             acceptor,
             local_addr,
             store: Store::new(pool),
-            keys: Arc::new(TokenKeys::hs256(config.jwt_secret.as_bytes())),
+            keys: Arc::new(keys),
             read_your_writes: ReadYourWrites {
                 timeout: config.read_your_writes_timeout,
             },
-            counts: CountsCache::new(config.counts_cache_ttl),
+            counts: CountsCache::new(config.counts_cache_ttl, metrics.clone()),
+            limiter: WriteLimiter::new(config.write_rate_per_sec, config.write_burst),
+            metrics,
         })
     }
 
@@ -144,6 +161,15 @@ impl Application {
         let spec = spec::finish(&service.spec());
         let allowed = spec::AllowedMethods::from_spec(&spec);
         let docs = service.scalar();
+        // Users who stopped writing leave the limiter's memory; the task ends with the server.
+        let limiter = self.limiter.clone();
+        let forget = tokio::spawn(async move {
+            let mut every = tokio::time::interval(write_limit::FORGET_INTERVAL);
+            loop {
+                every.tick().await;
+                limiter.forget_idle();
+            }
+        });
         let spec = poem::endpoint::make_sync(move |_| {
             poem::Response::builder()
                 .content_type("application/json; charset=utf-8")
@@ -161,14 +187,19 @@ impl Application {
             .data(self.keys)
             .data(self.read_your_writes)
             .data(self.counts)
+            .data(self.limiter)
+            .data(self.metrics.clone())
             .catch_all_error(render_error)
             .with(CatchPanic::new().with_handler(panic_response))
             .with(allowed)
+            .with(self.metrics)
             .with(Tracing)
             .into_endpoint();
         tracing::info!(addr = %self.local_addr, "api listening");
-        Server::new_with_acceptor(self.acceptor)
+        let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
-            .await
+            .await;
+        forget.abort();
+        served
     }
 }

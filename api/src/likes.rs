@@ -3,20 +3,31 @@
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::param::{Header, Path};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use tracing::instrument;
 use uuid::Uuid;
 
 use crate::auth::BearerAuth;
-use crate::problem::{Problem, RequestRejected, ServiceError, reject};
+use crate::cursor::{Cursor, List};
+use crate::examples;
+use crate::problem::{Problem, ServiceError, WriteError, reject};
+use crate::rejected_by_status;
 use crate::store::{AddLike, EventContext, RemoveLike, Store, ToggleLike};
 use crate::tags::ApiTags;
 use crate::trace::valid_traceparent;
+use crate::write_limit::WriteLimiter;
+
+/// A page's size when `limit` is not given.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+/// The largest page a list returns.
+pub const MAX_PAGE_SIZE: u32 = 100;
 
 /// One user's like of one post.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct Like {
     /// The liked post.
     pub post_id: Uuid,
@@ -28,15 +39,35 @@ pub struct Like {
     pub event_id: Option<Uuid>,
 }
 
+impl Example for Like {
+    fn example() -> Self {
+        Self {
+            post_id: examples::post_id(),
+            user_id: examples::READER.into(),
+            created_at: examples::time(),
+            event_id: Some(examples::event_id()),
+        }
+    }
+}
+
 /// The body of `POST /v1/likes`.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct NewLike {
     /// The post to like.
     pub post_id: Uuid,
     /// Optional; when given it must be the caller (the token's `sub`).
     #[oai(validator(min_length = 1, max_length = 128))]
     pub user_id: Option<String>,
+}
+
+impl Example for NewLike {
+    fn example() -> Self {
+        Self {
+            post_id: examples::post_id(),
+            user_id: None,
+        }
+    }
 }
 
 #[derive(Debug, ApiResponse)]
@@ -60,20 +91,17 @@ pub enum LikeResponse {
     /// No such post, or it was deleted.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
+    /// The body is larger than the api accepts.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
     /// The body is not `application/json`.
     #[oai(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
 }
 
-impl RequestRejected for LikeResponse {
-    fn rejected(problem: Problem) -> Self {
-        match problem.status {
-            401 => Self::Unauthorized(Json(problem)),
-            415 => Self::UnsupportedMediaType(Json(problem)),
-            _ => Self::BadRequest(Json(problem)),
-        }
-    }
-}
+rejected_by_status!(LikeResponse {
+    401 => Unauthorized, 413 => PayloadTooLarge, 415 => UnsupportedMediaType,
+} else BadRequest);
 
 #[derive(Debug, ApiResponse)]
 #[oai(bad_request_handler = "reject")]
@@ -93,17 +121,11 @@ pub enum UnlikeResponse {
     NotFound(Json<Problem>),
 }
 
-impl RequestRejected for UnlikeResponse {
-    fn rejected(problem: Problem) -> Self {
-        match problem.status {
-            401 => Self::Unauthorized(Json(problem)),
-            _ => Self::BadRequest(Json(problem)),
-        }
-    }
-}
+rejected_by_status!(UnlikeResponse { 401 => Unauthorized } else BadRequest);
 
 /// A like's state after a toggle.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct LikeToggle {
     /// The post.
     pub post_id: Uuid,
@@ -112,6 +134,16 @@ pub struct LikeToggle {
     /// The id of the event this request produced (null when a concurrent request of the
     /// same caller had already made the change).
     pub event_id: Option<Uuid>,
+}
+
+impl Example for LikeToggle {
+    fn example() -> Self {
+        Self {
+            post_id: examples::post_id(),
+            liked: true,
+            event_id: Some(examples::event_id()),
+        }
+    }
 }
 
 #[derive(Debug, ApiResponse)]
@@ -131,14 +163,64 @@ pub enum ToggleResponse {
     NotFound(Json<Problem>),
 }
 
-impl RequestRejected for ToggleResponse {
-    fn rejected(problem: Problem) -> Self {
-        match problem.status {
-            401 => Self::Unauthorized(Json(problem)),
-            _ => Self::BadRequest(Json(problem)),
+rejected_by_status!(ToggleResponse { 401 => Unauthorized } else BadRequest);
+
+/// A user who likes a post.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct Liker {
+    /// The user.
+    pub user_id: String,
+    /// When they liked the post.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Example for Liker {
+    fn example() -> Self {
+        Self {
+            user_id: examples::READER.into(),
+            created_at: examples::time(),
         }
     }
 }
+
+/// One page of a post's likers, newest first.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct LikersPage {
+    /// At most `limit` likers, newest like first.
+    pub items: Vec<Liker>,
+    /// Pass as `cursor` for the next page; null on the last page. Likes made while paging
+    /// land before the first page and never shift later ones: no liker is skipped or
+    /// repeated.
+    pub next_cursor: Option<String>,
+}
+
+impl Example for LikersPage {
+    fn example() -> Self {
+        Self {
+            items: vec![Liker::example()],
+            next_cursor: None,
+        }
+    }
+}
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "reject")]
+pub enum LikersResponse {
+    /// A page of likers.
+    #[oai(status = 200)]
+    Ok(Json<LikersPage>),
+    /// The post id is not a UUID, `limit` is not 1 to 100, or `cursor` is not one this
+    /// list returned.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No such post, or it was deleted.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+}
+
+rejected_by_status!(LikersResponse {} else BadRequest);
 
 fn post_not_found(post_id: Uuid) -> Json<Problem> {
     Json(Problem::not_found(format!("post {post_id} does not exist")))
@@ -158,12 +240,13 @@ impl LikesApi {
     async fn like(
         &self,
         store: Data<&Store>,
+        limiter: Data<&WriteLimiter>,
         auth: BearerAuth,
         /// W3C trace context; carried onto the event this write produces.
-        #[oai(name = "traceparent")]
+        #[oai(name = "traceparent", example = "examples::traceparent")]
         traceparent: Header<Option<String>>,
         body: Json<NewLike>,
-    ) -> Result<LikeResponse, ServiceError> {
+    ) -> Result<LikeResponse, WriteError> {
         let NewLike { post_id, user_id } = body.0;
         let caller = auth.0.id;
         if user_id.as_ref().is_some_and(|id| *id != caller) {
@@ -171,6 +254,7 @@ impl LikesApi {
                 "user_id must be the caller's own id (the token's sub)",
             ))));
         }
+        limiter.check(&caller)?;
         let ctx = EventContext {
             traceparent: valid_traceparent(traceparent.0),
         };
@@ -207,13 +291,16 @@ impl LikesApi {
     async fn unlike(
         &self,
         store: Data<&Store>,
+        limiter: Data<&WriteLimiter>,
         auth: BearerAuth,
         /// W3C trace context; carried onto the event this write produces.
-        #[oai(name = "traceparent")]
+        #[oai(name = "traceparent", example = "examples::traceparent")]
         traceparent: Header<Option<String>>,
         /// The post to unlike.
+        #[oai(example = "examples::post_id")]
         post_id: Path<Uuid>,
-    ) -> Result<UnlikeResponse, ServiceError> {
+    ) -> Result<UnlikeResponse, WriteError> {
+        limiter.check(&auth.0.id)?;
         let ctx = EventContext {
             traceparent: valid_traceparent(traceparent.0),
         };
@@ -241,13 +328,16 @@ impl LikesApi {
     async fn toggle(
         &self,
         store: Data<&Store>,
+        limiter: Data<&WriteLimiter>,
         auth: BearerAuth,
         /// W3C trace context; carried onto the event this write produces.
-        #[oai(name = "traceparent")]
+        #[oai(name = "traceparent", example = "examples::traceparent")]
         traceparent: Header<Option<String>>,
         /// The post whose like to flip.
+        #[oai(example = "examples::post_id")]
         post_id: Path<Uuid>,
-    ) -> Result<ToggleResponse, ServiceError> {
+    ) -> Result<ToggleResponse, WriteError> {
+        limiter.check(&auth.0.id)?;
         let ctx = EventContext {
             traceparent: valid_traceparent(traceparent.0),
         };
@@ -263,5 +353,73 @@ impl LikesApi {
                 ToggleLike::PostNotFound => ToggleResponse::NotFound(post_not_found(post_id.0)),
             },
         )
+    }
+
+    /// List who liked a post
+    ///
+    /// The users who like the post, newest like first, `limit` at a time (20 by default,
+    /// at most 100). Pass a page's `next_cursor` as `cursor` for the next page.
+    #[oai(
+        path = "/v1/posts/:post_id/likes",
+        method = "get",
+        operation_id = "listLikers"
+    )]
+    #[instrument(skip_all, fields(post_id = %post_id.0))]
+    async fn likers(
+        &self,
+        store: Data<&Store>,
+        /// The post.
+        #[oai(example = "examples::post_id")]
+        post_id: Path<Uuid>,
+        /// Page size, 1 to 100 (20 when omitted).
+        #[oai(
+            validator(minimum(value = "1"), maximum(value = "100")),
+            example = "examples::limit"
+        )]
+        limit: Query<Option<u32>>,
+        /// The `next_cursor` of the previous page; omit it for the first page.
+        #[oai(example = "examples::likers_cursor")]
+        cursor: Query<Option<String>>,
+    ) -> Result<LikersResponse, ServiceError> {
+        let after = match cursor.0.as_deref().map(|c| Cursor::decode(List::Likers, c)) {
+            Some(Err(err)) => {
+                return Ok(LikersResponse::BadRequest(Json(Problem::bad_request(
+                    err.to_string(),
+                ))));
+            }
+            Some(Ok(cursor)) => Some(cursor),
+            None => None,
+        };
+        let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE).min(MAX_PAGE_SIZE);
+        // One row more than the page tells whether there is a next page.
+        let after_key = after.as_ref().map(|c| (c.created_at, c.key.as_str()));
+        let Some(mut likers) = store
+            .likers(post_id.0, after_key, i64::from(limit) + 1)
+            .await?
+        else {
+            return Ok(LikersResponse::NotFound(post_not_found(post_id.0)));
+        };
+        let next_cursor = if likers.len() > limit as usize {
+            likers.truncate(limit as usize);
+            likers.last().map(|last| {
+                Cursor {
+                    created_at: last.created_at,
+                    key: last.user_id.clone(),
+                }
+                .encode(List::Likers)
+            })
+        } else {
+            None
+        };
+        Ok(LikersResponse::Ok(Json(LikersPage {
+            items: likers
+                .into_iter()
+                .map(|liker| Liker {
+                    user_id: liker.user_id,
+                    created_at: liker.created_at,
+                })
+                .collect(),
+            next_cursor,
+        })))
     }
 }

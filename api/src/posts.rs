@@ -1,25 +1,32 @@
-//! `/v1/posts`: creating posts and reading them with their like and comment counts.
+//! `/v1/posts`: creating, reading (one, or a feed's worth with their counts) and deleting
+//! posts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::auth::BearerAuth;
+use crate::auth::{BearerAuth, ReaderAuth};
 use crate::counts_cache::CountsCache;
-use crate::problem::{Problem, RequestRejected, ServiceError, reject};
-use crate::store::{CreatePost, EventContext, PostRow, Store, StoreError};
+use crate::examples;
+use crate::problem::{Problem, ServiceError, WriteError, reject};
+use crate::rejected_by_status;
+use crate::store::{CreatePost, DeletePost, EventContext, PostRow, Store, StoreError};
 use crate::tags::ApiTags;
 use crate::trace::valid_traceparent;
+use crate::write_limit::WriteLimiter;
 
 /// A post with its counts.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct Post {
     /// The post's id.
     pub id: Uuid,
@@ -32,6 +39,10 @@ pub struct Post {
     pub likes: i64,
     /// How many live comments the post has. Eventually consistent, like `likes`.
     pub comments: i64,
+    /// Whether the caller likes the post; only on reads with a bearer token. Read from the
+    /// likes themselves, so it is exact at once, ahead of `likes`.
+    #[oai(skip_serializing_if_is_none)]
+    pub liked_by_me: Option<bool>,
     /// On write responses, the id of the event this request produced; null when nothing
     /// changed, and on reads.
     pub event_id: Option<Uuid>,
@@ -49,7 +60,32 @@ impl Post {
             created_at: row.created_at,
             likes: row.likes,
             comments: row.comments,
+            liked_by_me: None,
             event_id,
+            after_event_applied: None,
+        }
+    }
+
+    /// A post as a reader sees it: `liked_by_me` set for a signed-in reader.
+    fn read(row: PostRow, liked: Option<&HashSet<Uuid>>) -> Self {
+        let id = row.post_id;
+        Self {
+            liked_by_me: liked.map(|liked| liked.contains(&id)),
+            ..Self::from_row(row, None)
+        }
+    }
+}
+
+impl Example for Post {
+    fn example() -> Self {
+        Self {
+            id: examples::post_id(),
+            author_id: examples::AUTHOR.into(),
+            created_at: examples::time(),
+            likes: 42,
+            comments: 7,
+            liked_by_me: Some(true),
+            event_id: None,
             after_event_applied: None,
         }
     }
@@ -57,11 +93,19 @@ impl Post {
 
 /// The body of `POST /v1/posts`.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct NewPost {
     /// The post's id, chosen by the caller so retries are idempotent; a new UUIDv7 when
     /// omitted.
     pub id: Option<Uuid>,
+}
+
+impl Example for NewPost {
+    fn example() -> Self {
+        Self {
+            id: Some(examples::post_id()),
+        }
+    }
 }
 
 #[derive(Debug, ApiResponse)]
@@ -82,20 +126,17 @@ pub enum CreatePostResponse {
     /// The id belongs to another author's post (or to a deleted post).
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// The body is larger than the api accepts.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
     /// The body is not `application/json`.
     #[oai(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
 }
 
-impl RequestRejected for CreatePostResponse {
-    fn rejected(problem: Problem) -> Self {
-        match problem.status {
-            401 => Self::Unauthorized(Json(problem)),
-            415 => Self::UnsupportedMediaType(Json(problem)),
-            _ => Self::BadRequest(Json(problem)),
-        }
-    }
-}
+rejected_by_status!(CreatePostResponse {
+    401 => Unauthorized, 413 => PayloadTooLarge, 415 => UnsupportedMediaType,
+} else BadRequest);
 
 #[derive(Debug, ApiResponse)]
 #[oai(bad_request_handler = "reject")]
@@ -103,22 +144,22 @@ pub enum GetPostResponse {
     /// The post with its counts.
     #[oai(status = 200)]
     Ok(Json<Post>),
-    /// The post id is not a UUID.
+    /// The post id or `after_event` is not a UUID.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// The request carries a bearer token that is not valid (reads need none).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
     /// No such post, or it was deleted.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }
 
-impl RequestRejected for GetPostResponse {
-    fn rejected(problem: Problem) -> Self {
-        Self::BadRequest(Json(problem))
-    }
-}
+rejected_by_status!(GetPostResponse { 401 => Unauthorized } else BadRequest);
 
 /// Posts read by id, for a feed.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct Feed {
     /// The posts found, in the order their ids were asked for (each once).
     pub posts: Vec<Post>,
@@ -127,6 +168,16 @@ pub struct Feed {
     /// Only when the read asked for `after_event`: whether the counts include that event.
     #[oai(skip_serializing_if_is_none)]
     pub after_event_applied: Option<bool>,
+}
+
+impl Example for Feed {
+    fn example() -> Self {
+        Self {
+            posts: vec![Post::example()],
+            missing: vec![examples::other_post_id()],
+            after_event_applied: None,
+        }
+    }
 }
 
 /// The most ids one feed read may ask for.
@@ -141,13 +192,35 @@ pub enum GetPostsResponse {
     /// `ids` is missing, empty, longer than 100 ids, or holds something other than UUIDs.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// The request carries a bearer token that is not valid (reads need none).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
 }
 
-impl RequestRejected for GetPostsResponse {
-    fn rejected(problem: Problem) -> Self {
-        Self::BadRequest(Json(problem))
-    }
+rejected_by_status!(GetPostsResponse { 401 => Unauthorized } else BadRequest);
+
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "reject")]
+pub enum DeletePostResponse {
+    /// The post is deleted (now, or before). `Tally-Event-Id` names the event produced,
+    /// and is absent when nothing changed.
+    #[oai(status = 204)]
+    Deleted(#[oai(header = "Tally-Event-Id")] Option<String>),
+    /// The post id is not a UUID.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// A valid bearer token is required.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The post is someone else's: only its author may delete it.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such post.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
 }
+
+rejected_by_status!(DeletePostResponse { 401 => Unauthorized } else BadRequest);
 
 /// Posts and their counts.
 #[derive(Debug)]
@@ -164,12 +237,14 @@ impl PostsApi {
     async fn create_post(
         &self,
         store: Data<&Store>,
+        limiter: Data<&WriteLimiter>,
         auth: BearerAuth,
         /// W3C trace context; carried onto the event this write produces.
-        #[oai(name = "traceparent")]
+        #[oai(name = "traceparent", example = "examples::traceparent")]
         traceparent: Header<Option<String>>,
         body: Json<NewPost>,
-    ) -> Result<CreatePostResponse, ServiceError> {
+    ) -> Result<CreatePostResponse, WriteError> {
+        limiter.check(&auth.0.id)?;
         let post_id = body.0.id.unwrap_or_else(Uuid::now_v7);
         let ctx = EventContext {
             traceparent: valid_traceparent(traceparent.0),
@@ -187,48 +262,65 @@ impl PostsApi {
         })
     }
 
-    /// Get a post
-    ///
-    /// The post with its like and comment counts.
     /// Read posts by id (a feed)
     ///
     /// The posts named by `ids` (1 to 100, comma-separated: `ids=a,b,c`) with their counts,
     /// in the order asked; ids that name no post are listed in `missing`. Counts come from
-    /// a cache refreshed at most every `TALLY_COUNTS_CACHE_TTL_MS` (1 s by default).
+    /// a cache refreshed at most every `TALLY_COUNTS_CACHE_TTL_MS` (1 s by default). With a
+    /// bearer token, each post says whether the caller likes it.
     #[oai(path = "/v1/posts", method = "get", operation_id = "getPosts")]
     #[instrument(skip_all, fields(ids = ids.0.len()))]
+    #[allow(clippy::too_many_arguments)]
     async fn get_posts(
         &self,
+        req: &Request,
         store: Data<&Store>,
         cache: Data<&CountsCache>,
         wait: Data<&ReadYourWrites>,
+        auth: ReaderAuth,
         /// 1 to 100 post ids, comma-separated.
-        #[oai(explode = false, validator(min_items = 1, max_items = 100))]
+        #[oai(
+            explode = false,
+            validator(min_items = 1, max_items = 100),
+            example = "examples::feed_ids"
+        )]
         ids: Query<Vec<Uuid>>,
         /// Read-your-writes, as on `GET /v1/posts/{post_id}`: wait until the counts include
         /// this event (the cache is bypassed for such a read).
-        #[oai(example = "after_event_example")]
+        #[oai(example = "examples::after_event")]
         after_event: Query<Option<Uuid>>,
     ) -> Result<GetPostsResponse, ServiceError> {
+        let viewer = match auth.viewer(req) {
+            Ok(viewer) => viewer,
+            Err(problem) => return Ok(GetPostsResponse::Unauthorized(Json(problem))),
+        };
         let mut asked = Vec::with_capacity(ids.0.len());
         for id in ids.0 {
             if !asked.contains(&id) {
                 asked.push(id);
             }
         }
-        let (mut found, applied) = match after_event.0 {
-            Some(event_id) => {
-                let applied = wait.until_applied(&store, event_id).await?;
-                let fresh = store.get_posts(&asked).await?;
-                let mut found: HashMap<Uuid, Option<PostRow>> =
-                    asked.iter().map(|id| (*id, None)).collect();
-                for post in fresh {
-                    found.insert(post.post_id, Some(post));
-                }
-                (found, Some(applied))
+        let liked = async {
+            match &viewer {
+                Some(user) => store.liked_by(user, &asked).await.map(Some),
+                None => Ok(None),
             }
-            None => (cache.posts(&store, &asked).await?, None),
         };
+        let posts = async {
+            match after_event.0 {
+                Some(event_id) => {
+                    let applied = wait.until_applied(&store, event_id).await?;
+                    let mut found: HashMap<Uuid, Option<PostRow>> =
+                        asked.iter().map(|id| (*id, None)).collect();
+                    for post in store.get_posts(&asked).await? {
+                        found.insert(post.post_id, Some(post));
+                    }
+                    Ok::<_, StoreError>((found, Some(applied)))
+                }
+                None => Ok((cache.posts(&store, &asked).await?, None)),
+            }
+        };
+        let ((mut found, applied), liked) = tokio::try_join!(posts, liked)?;
         let mut feed = Feed {
             posts: Vec::with_capacity(asked.len()),
             missing: Vec::new(),
@@ -236,35 +328,53 @@ impl PostsApi {
         };
         for id in asked {
             match found.remove(&id).flatten() {
-                Some(post) => feed.posts.push(Post::from_row(post, None)),
+                Some(post) => feed.posts.push(Post::read(post, liked.as_ref())),
                 None => feed.missing.push(id),
             }
         }
         Ok(GetPostsResponse::Ok(Json(feed)))
     }
 
+    /// Get a post
+    ///
+    /// The post with its like and comment counts and, with a bearer token, whether the
+    /// caller likes it.
     #[oai(path = "/v1/posts/:post_id", method = "get", operation_id = "getPost")]
     #[instrument(skip_all, fields(post_id = %post_id.0))]
     async fn get_post(
         &self,
+        req: &Request,
         store: Data<&Store>,
         wait: Data<&ReadYourWrites>,
+        auth: ReaderAuth,
         /// The post's id.
+        #[oai(example = "examples::post_id")]
         post_id: Path<Uuid>,
         /// Read-your-writes: the `event_id` of the caller's own write. The read waits (at
         /// most `TALLY_READ_YOUR_WRITES_TIMEOUT_MS`, 2 s by default) until the counts include
         /// that event, and says in `after_event_applied` whether they do.
-        #[oai(example = "after_event_example")]
+        #[oai(example = "examples::after_event")]
         after_event: Query<Option<Uuid>>,
     ) -> Result<GetPostResponse, ServiceError> {
+        let viewer = match auth.viewer(req) {
+            Ok(viewer) => viewer,
+            Err(problem) => return Ok(GetPostResponse::Unauthorized(Json(problem))),
+        };
         let applied = match after_event.0 {
             Some(event_id) => Some(wait.until_applied(&store, event_id).await?),
             None => None,
         };
-        Ok(match store.get_post(post_id.0).await? {
+        let liked = async {
+            match &viewer {
+                Some(user) => store.liked_by(user, &[post_id.0]).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (post, liked) = tokio::try_join!(store.get_post(post_id.0), liked)?;
+        Ok(match post {
             Some(post) => GetPostResponse::Ok(Json(Post {
                 after_event_applied: applied,
-                ..Post::from_row(post, None)
+                ..Post::read(post, liked.as_ref())
             })),
             None => GetPostResponse::NotFound(Json(Problem::not_found(format!(
                 "post {} does not exist",
@@ -272,10 +382,51 @@ impl PostsApi {
             )))),
         })
     }
-}
 
-fn after_event_example() -> Option<Uuid> {
-    Some(Uuid::from_u128(0x0193_5a1e_7c00_7000_8000_0000_0000_0001))
+    /// Delete a post
+    ///
+    /// Only the post's author may delete it. Afterwards the post reads as 404, and liking,
+    /// unliking or commenting on it is a 404; its likes and comments are kept, so counts
+    /// stay exact. Deleting it again is a 204 that changes nothing.
+    #[oai(
+        path = "/v1/posts/:post_id",
+        method = "delete",
+        operation_id = "deletePost"
+    )]
+    #[instrument(skip_all, fields(user = %auth.0.id, post_id = %post_id.0))]
+    async fn delete_post(
+        &self,
+        store: Data<&Store>,
+        cache: Data<&CountsCache>,
+        limiter: Data<&WriteLimiter>,
+        auth: BearerAuth,
+        /// W3C trace context; carried onto the event this write produces.
+        #[oai(name = "traceparent", example = "examples::traceparent")]
+        traceparent: Header<Option<String>>,
+        /// The post to delete.
+        #[oai(example = "examples::post_id")]
+        post_id: Path<Uuid>,
+    ) -> Result<DeletePostResponse, WriteError> {
+        limiter.check(&auth.0.id)?;
+        let ctx = EventContext {
+            traceparent: valid_traceparent(traceparent.0),
+        };
+        let post_id = post_id.0;
+        Ok(match store.delete_post(post_id, &auth.0.id, &ctx).await? {
+            DeletePost::Deleted { event_id } => {
+                // This instance's feed reads drop it at once; others within their TTL.
+                cache.forget(post_id).await;
+                DeletePostResponse::Deleted(Some(event_id.to_string()))
+            }
+            DeletePost::AlreadyDeleted => DeletePostResponse::Deleted(None),
+            DeletePost::NotAuthor => DeletePostResponse::Forbidden(Json(Problem::forbidden(
+                format!("post {post_id} is someone else's: only its author may delete it"),
+            ))),
+            DeletePost::NotFound => DeletePostResponse::NotFound(Json(Problem::not_found(
+                format!("post {post_id} does not exist"),
+            ))),
+        })
+    }
 }
 
 /// How long a read with `after_event` may wait for the updater.

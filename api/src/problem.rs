@@ -2,6 +2,9 @@
 
 use poem::http::StatusCode;
 use poem_openapi::Object;
+use poem_openapi::payload::Json;
+
+use crate::store::StoreError;
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -62,6 +65,15 @@ impl Problem {
         Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
     }
 
+    pub fn too_many_requests(retry_after_secs: u32) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "Too many requests",
+            format!("this user is writing too fast; retry in {retry_after_secs} s"),
+        )
+    }
+
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -92,6 +104,7 @@ impl Problem {
             StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
             StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+            StatusCode::TOO_MANY_REQUESTS => "too-many-requests",
             s if s.is_server_error() => return Self::internal(),
             _ => "client-error",
         };
@@ -177,28 +190,68 @@ pub async fn render_error(err: poem::Error) -> poem::Response {
     Problem::from_error(&err).into_response()
 }
 
-/// The server-side failures any operation can answer with, declared on every operation.
+/// The server-side failures any read can answer with, declared on every read.
 #[derive(Debug, poem_openapi::ApiResponse)]
 pub enum ServiceError {
     /// Postgres is unreachable: retry after the delay in `Retry-After` (seconds).
     #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(
-        poem_openapi::payload::Json<Problem>,
-        #[oai(header = "Retry-After")] u32,
-    ),
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
     /// A bug: the request was valid but the server failed. Logged with details.
     #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(poem_openapi::payload::Json<Problem>),
+    Internal(Json<Problem>),
 }
 
-impl From<crate::store::StoreError> for ServiceError {
-    fn from(err: crate::store::StoreError) -> Self {
+/// Seconds a client should wait before retrying while Postgres is unreachable.
+const UNAVAILABLE_RETRY_SECS: u32 = 1;
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
         if err.is_unavailable() {
             tracing::warn!(error = %err, "database unavailable");
-            return Self::Unavailable(poem_openapi::payload::Json(Problem::unavailable()), 1);
+            return Self::Unavailable(Json(Problem::unavailable()), UNAVAILABLE_RETRY_SECS);
         }
         tracing::error!(error = %err, source = ?std::error::Error::source(&err), "database error");
-        Self::Internal(poem_openapi::payload::Json(Problem::internal()))
+        Self::Internal(Json(Problem::internal()))
+    }
+}
+
+/// The failures any write can answer with besides its own: the caller's rate limit, and the
+/// server-side ones of [`ServiceError`].
+#[derive(Debug, poem_openapi::ApiResponse)]
+pub enum WriteError {
+    /// The caller wrote faster than `TALLY_WRITE_RATE_PER_SEC` (after a burst of
+    /// `TALLY_WRITE_BURST`): retry after the delay in `Retry-After` (seconds).
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u32),
+    /// Postgres is unreachable: retry after the delay in `Retry-After` (seconds).
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
+    /// A bug: the request was valid but the server failed. Logged with details.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+}
+
+impl From<ServiceError> for WriteError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Unavailable(problem, retry) => Self::Unavailable(problem, retry),
+            ServiceError::Internal(problem) => Self::Internal(problem),
+        }
+    }
+}
+
+impl From<StoreError> for WriteError {
+    fn from(err: StoreError) -> Self {
+        ServiceError::from(err).into()
+    }
+}
+
+impl From<crate::write_limit::RateLimited> for WriteError {
+    fn from(limited: crate::write_limit::RateLimited) -> Self {
+        Self::TooManyRequests(
+            Json(Problem::too_many_requests(limited.retry_after_secs)),
+            limited.retry_after_secs,
+        )
     }
 }
 
@@ -213,4 +266,20 @@ pub trait RequestRejected: Sized {
 /// errors into that operation's declared problem variants.
 pub fn reject<R: RequestRejected>(err: poem::Error) -> R {
     R::rejected(Problem::from_error(&err))
+}
+
+/// Implements [`RequestRejected`] for an operation's response enum: each listed status goes
+/// to its variant, any other to the fallback (the operation's 400).
+#[macro_export]
+macro_rules! rejected_by_status {
+    ($response:ty { $($status:literal => $variant:ident),* $(,)? } else $fallback:ident) => {
+        impl $crate::problem::RequestRejected for $response {
+            fn rejected(problem: $crate::problem::Problem) -> Self {
+                match problem.status {
+                    $($status => Self::$variant(poem_openapi::payload::Json(problem)),)*
+                    _ => Self::$fallback(poem_openapi::payload::Json(problem)),
+                }
+            }
+        }
+    };
 }

@@ -11,12 +11,15 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use serde_json::Value;
 
 /// Request bodies declared `deny_unknown_fields`: the server answers 400 to extra fields.
-const CLOSED_BODIES: &[&str] = &["NewPost", "NewLike"];
+const CLOSED_BODIES: &[&str] = &["NewPost", "NewLike", "NewComment"];
 /// (schema, field) pairs always present, `null` when there is no value.
 const NULLABLE_FIELDS: &[(&str, &str)] = &[
     ("Post", "event_id"),
     ("Like", "event_id"),
     ("LikeToggle", "event_id"),
+    ("Comment", "event_id"),
+    ("LikersPage", "next_cursor"),
+    ("CommentsPage", "next_cursor"),
 ];
 
 /// Completes the document poem-openapi generated (see the module docs).

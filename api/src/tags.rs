@@ -6,8 +6,10 @@ use poem_openapi::Tags;
 pub enum ApiTags {
     /// Likeable items and their like and comment counts.
     Posts,
-    /// Liking and unliking posts.
+    /// Liking and unliking posts, and who liked them.
     Likes,
-    /// Liveness and readiness probes.
+    /// Commenting on posts.
+    Comments,
+    /// Liveness and readiness probes, and metrics, for operators.
     Health,
 }

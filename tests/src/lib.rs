@@ -68,6 +68,16 @@ fn updater_config(db_name: &str, nats: &NatsServer) -> tally_updater::Config {
     config
 }
 
+/// The api's configuration in tests: port 0, the test key, a small pool, and no write rate
+/// limit (tests that exercise the limit set their own).
+pub fn api_config(database_url: String) -> tally_api::Config {
+    let mut config = tally_api::Config::new(database_url, JWT_SECRET);
+    config.http_addr = "127.0.0.1:0".parse().expect("a socket address");
+    config.db_pool_size = 8;
+    config.write_rate_per_sec = 0;
+    config
+}
+
 /// Connects to `url`, driving the connection on a background task.
 pub async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -129,17 +139,9 @@ impl TestApp {
             ));
         }
 
-        let api = tally_api::Application::build(tally_api::Config {
-            http_addr: "127.0.0.1:0".parse().expect("a socket address"),
-            database_url: pg.url_as("tally_api", &db_name),
-            jwt_secret: JWT_SECRET.into(),
-            db_pool_size: 8,
-            db_timeout: Duration::from_secs(3),
-            read_your_writes_timeout: Duration::from_secs(2),
-            counts_cache_ttl: Duration::from_secs(1),
-        })
-        .await
-        .expect("building the api");
+        let api = tally_api::Application::build(api_config(pg.url_as("tally_api", &db_name)))
+            .await
+            .expect("building the api");
         let api_url = format!("http://{}", api.local_addr());
         let token = stop.clone();
         services.push(tokio::spawn(async move {

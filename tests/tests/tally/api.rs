@@ -193,17 +193,13 @@ async fn creating_a_post_is_idempotent_for_its_author_and_a_conflict_for_others(
 async fn postgres_unreachable_is_a_503_with_retry_after() {
     // Arrange: an api pointed at a port nothing listens on.
     let port = tally_tests::cluster::free_port();
-    let api = tally_api::Application::build(tally_api::Config {
-        http_addr: "127.0.0.1:0".parse().expect("an address"),
-        database_url: format!("postgres://tally_api@127.0.0.1:{port}/nowhere"),
-        jwt_secret: "x".repeat(40),
-        db_pool_size: 2,
-        db_timeout: std::time::Duration::from_millis(500),
-        read_your_writes_timeout: std::time::Duration::from_secs(2),
-        counts_cache_ttl: std::time::Duration::from_secs(1),
-    })
-    .await
-    .expect("building the api");
+    let mut config =
+        tally_tests::api_config(format!("postgres://tally_api@127.0.0.1:{port}/nowhere"));
+    config.db_pool_size = 2;
+    config.db_timeout = std::time::Duration::from_millis(500);
+    let api = tally_api::Application::build(config)
+        .await
+        .expect("building the api");
     let url = format!(
         "http://{}/v1/posts/{}",
         api.local_addr(),

@@ -161,7 +161,7 @@ impl Stack {
                 ("TALLY_JWT_SECRET", JWT_SECRET.to_owned()),
                 ("TALLY_DB_POOL_SIZE", "32".to_owned()),
                 // Load generators are one user hammering: rate limiting would measure itself.
-                ("TALLY_RATE_LIMIT_PER_SECOND", "0".to_owned()),
+                ("TALLY_WRITE_RATE_PER_SEC", "0".to_owned()),
             ],
         )?;
         self.api = Some(service);

@@ -1,0 +1,178 @@
+//! The api's Postgres access: every write puts the domain row and its outbox row in one
+//! transaction, and writes an outbox row only when the state really changed.
+//!
+//! One module per resource (`posts`, `likes`, `comments`); this one holds the pool, the
+//! errors and what every write shares (the post lock, the outbox insert).
+
+mod comments;
+mod likes;
+mod posts;
+
+pub use comments::{AddComment, Comment, RemoveComment};
+pub use likes::{AddLike, Liker, RemoveLike, ToggleLike};
+pub use posts::{CreatePost, DeletePost, PostRow};
+
+use std::time::Duration;
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tally_sql::Event;
+use tokio_postgres::NoTls;
+use tracing::instrument;
+use uuid::Uuid;
+
+/// Why a store call failed. `Unavailable` and `Disconnected` mean "try again later" (503);
+/// `Query` is a bug or a broken invariant (500). Neither text ever reaches a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no database connection")]
+    Unavailable(#[source] deadpool_postgres::PoolError),
+    #[error("the database connection was lost")]
+    Disconnected(#[source] tokio_postgres::Error),
+    #[error("database query failed")]
+    Query(#[source] tokio_postgres::Error),
+}
+
+impl StoreError {
+    /// Whether the client should retry later rather than report a bug.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Disconnected(_))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        Self::Unavailable(err)
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        // A connection lost mid-request, or a server shutting down, is the database going
+        // away (retry later), not a bug.
+        let server_going_away = err.code().is_some_and(|code| {
+            let code = code.code();
+            code.starts_with("08") || code.starts_with("57P")
+        });
+        if err.is_closed() || server_going_away {
+            return Self::Disconnected(err);
+        }
+        Self::Query(err)
+    }
+}
+
+/// Why the pool could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolBuildError {
+    #[error("DATABASE_URL is not a valid Postgres URL")]
+    Url(#[source] tokio_postgres::Error),
+    #[error("could not build the connection pool")]
+    Build(#[source] deadpool_postgres::BuildError),
+}
+
+/// Builds a lazily connecting pool: the api starts even while Postgres is down and answers
+/// 503 until it comes back.
+pub fn pool(database_url: &str, size: u16, timeout: Duration) -> Result<Pool, PoolBuildError> {
+    let pg_config: tokio_postgres::Config = database_url.parse().map_err(PoolBuildError::Url)?;
+    let manager = Manager::from_config(
+        pg_config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(usize::from(size))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .build()
+        .map_err(PoolBuildError::Build)
+}
+
+/// Request context that travels with the event: the W3C trace of the request, if any.
+#[derive(Debug, Default, Clone)]
+pub struct EventContext {
+    pub traceparent: Option<String>,
+}
+
+/// Postgres access for the api's handlers.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// Connections in use and idle, for the metrics.
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+
+    /// Succeeds when a connection can be had and answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Whether the updater has counted `event_id` (its inbox holds the id once the count
+    /// that includes the event is committed).
+    #[instrument(skip(self))]
+    pub async fn event_applied(&self, event_id: Uuid) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt("SELECT 1 FROM inbox WHERE event_id = $1", &[&event_id])
+            .await?;
+        Ok(row.is_some())
+    }
+}
+
+/// The author of a live post, locked FOR SHARE so that a concurrent delete of the post waits
+/// for this write (and the write for the delete): nothing lands on a deleted post.
+async fn live_post_author(
+    client: &impl GenericClient,
+    post_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT author_id FROM posts WHERE post_id = $1 AND deleted_at IS NULL FOR SHARE",
+            &[&post_id],
+        )
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Writes the event's outbox row inside the caller's transaction.
+async fn insert_outbox(
+    client: &impl GenericClient,
+    event: &Event,
+    ctx: &EventContext,
+) -> Result<(), StoreError> {
+    let mut headers = serde_json::Map::new();
+    if let Some(traceparent) = &ctx.traceparent {
+        headers.insert(
+            tally_sql::HEADER_TRACEPARENT.to_owned(),
+            serde_json::Value::String(traceparent.clone()),
+        );
+    }
+    let headers = serde_json::Value::Object(headers).to_string();
+    client
+        .execute(
+            "INSERT INTO outbox (event_id, event_type, subject, post_id, payload, headers)
+             VALUES ($1, $2, $3, $4, $5::text::json, $6::text::json)",
+            &[
+                &event.id,
+                &event.event_type.as_str(),
+                &event.subject(),
+                &event.post_id,
+                &event.to_json(),
+                &headers,
+            ],
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Posts: creating, reading (with counts, and which of them a user likes) and deleting.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use tally_sql::{Event, EventType};
+use tracing::instrument;
+use uuid::Uuid;
+
+use super::{EventContext, Store, StoreError, insert_outbox};
+
+/// A post as stored, with its counts.
+#[derive(Debug, Clone)]
+pub struct PostRow {
+    pub post_id: Uuid,
+    pub author_id: String,
+    pub created_at: DateTime<Utc>,
+    pub likes: i64,
+    pub comments: i64,
+}
+
+/// What creating a post did.
+#[derive(Debug)]
+pub enum CreatePost {
+    Created {
+        post: PostRow,
+        event_id: Uuid,
+    },
+    /// The caller already created this post: nothing changed.
+    Exists(PostRow),
+    /// The id belongs to another author, or to a deleted post.
+    Taken,
+}
+
+/// What deleting a post did.
+#[derive(Debug)]
+pub enum DeletePost {
+    Deleted {
+        event_id: Uuid,
+    },
+    /// The caller had deleted it before: nothing changed.
+    AlreadyDeleted,
+    /// The post is someone else's.
+    NotAuthor,
+    NotFound,
+}
+
+impl Store {
+    #[instrument(skip(self, ctx))]
+    pub async fn create_post(
+        &self,
+        post_id: Uuid,
+        author_id: &str,
+        ctx: &EventContext,
+    ) -> Result<CreatePost, StoreError> {
+        let mut client = self.pool.get().await?;
+        let txn = client.transaction().await?;
+        let inserted = txn
+            .query_opt(
+                "INSERT INTO posts (post_id, author_id) VALUES ($1, $2)
+                 ON CONFLICT (post_id) DO NOTHING
+                 RETURNING created_at",
+                &[&post_id, &author_id],
+            )
+            .await?;
+        if let Some(row) = inserted {
+            let event = Event::new(EventType::PostCreated, post_id, author_id, author_id);
+            insert_outbox(&txn, &event, ctx).await?;
+            txn.commit().await?;
+            let post = PostRow {
+                post_id,
+                author_id: author_id.to_owned(),
+                created_at: row.get(0),
+                likes: 0,
+                comments: 0,
+            };
+            return Ok(CreatePost::Created {
+                post,
+                event_id: event.id,
+            });
+        }
+        drop(txn);
+        match self.get_post(post_id).await? {
+            Some(post) if post.author_id == author_id => Ok(CreatePost::Exists(post)),
+            _ => Ok(CreatePost::Taken),
+        }
+    }
+
+    /// A live (not deleted) post with its counts.
+    #[instrument(skip(self))]
+    pub async fn get_post(&self, post_id: Uuid) -> Result<Option<PostRow>, StoreError> {
+        Ok(self.get_posts(&[post_id]).await?.pop())
+    }
+
+    /// The live posts among `post_ids`, with their counts, in one query.
+    #[instrument(skip(self, post_ids), fields(ids = post_ids.len()))]
+    pub async fn get_posts(&self, post_ids: &[Uuid]) -> Result<Vec<PostRow>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT p.post_id, p.author_id, p.created_at,
+                        coalesce(c.likes, 0), coalesce(c.comments, 0)
+                 FROM posts p LEFT JOIN post_counts c USING (post_id)
+                 WHERE p.post_id = ANY($1) AND p.deleted_at IS NULL",
+                &[&post_ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| PostRow {
+                post_id: row.get(0),
+                author_id: row.get(1),
+                created_at: row.get(2),
+                likes: row.get(3),
+                comments: row.get(4),
+            })
+            .collect())
+    }
+
+    /// Which of `post_ids` `user_id` likes, in one query (the likes primary key answers it).
+    #[instrument(skip(self, post_ids), fields(ids = post_ids.len()))]
+    pub async fn liked_by(
+        &self,
+        user_id: &str,
+        post_ids: &[Uuid],
+    ) -> Result<HashSet<Uuid>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT post_id FROM likes WHERE post_id = ANY($1) AND user_id = $2",
+                &[&post_ids, &user_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Marks the post deleted, when `user_id` is its author. Its likes and comments stay
+    /// (the counts stay exact), but no new ones can be added or removed.
+    #[instrument(skip(self, ctx))]
+    pub async fn delete_post(
+        &self,
+        post_id: Uuid,
+        user_id: &str,
+        ctx: &EventContext,
+    ) -> Result<DeletePost, StoreError> {
+        let mut client = self.pool.get().await?;
+        let txn = client.transaction().await?;
+        // FOR UPDATE: waits for the likes and comments being written to this post (they hold
+        // it FOR SHARE), and they wait for the delete and then see it.
+        let Some(row) = txn
+            .query_opt(
+                "SELECT author_id, deleted_at IS NOT NULL FROM posts
+                 WHERE post_id = $1 FOR UPDATE",
+                &[&post_id],
+            )
+            .await?
+        else {
+            return Ok(DeletePost::NotFound);
+        };
+        let (author, deleted): (String, bool) = (row.get(0), row.get(1));
+        if author != user_id {
+            return Ok(DeletePost::NotAuthor);
+        }
+        if deleted {
+            return Ok(DeletePost::AlreadyDeleted);
+        }
+        txn.execute(
+            "UPDATE posts SET deleted_at = now() WHERE post_id = $1",
+            &[&post_id],
+        )
+        .await?;
+        let event = Event::new(EventType::PostDeleted, post_id, &author, user_id);
+        insert_outbox(&txn, &event, ctx).await?;
+        txn.commit().await?;
+        Ok(DeletePost::Deleted { event_id: event.id })
+    }
+}
