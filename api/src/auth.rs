@@ -174,13 +174,18 @@ impl TokenKeys {
         };
         let mut validation = Validation::new(header.alg);
         validation.leeway = LEEWAY_SECS;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // An expected issuer or audience must be present, not merely right when present
+        // (jsonwebtoken checks a configured `iss`/`aud` only against claims that exist).
+        let mut required = vec!["exp", "sub"];
         if let Some(issuer) = &self.issuer {
             validation.set_issuer(&[issuer]);
+            required.push("iss");
         }
         if let Some(audience) = &self.audience {
             validation.set_audience(&[audience]);
+            required.push("aud");
         }
+        validation.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<Claims>(token, key, &validation)?;
         let sub = data.claims.sub;
         // Postgres text cannot hold NUL: such an id could never be stored.
@@ -278,7 +283,9 @@ impl ReaderAuth {
                     let token = value
                         .to_str()
                         .ok()
-                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .and_then(|v| v.split_once(' '))
+                        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                        .map(|(_, token)| token)
                         .ok_or(AuthError::NotBearer);
                     let err = match token {
                         Ok(token) => match keys(req)

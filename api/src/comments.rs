@@ -17,6 +17,7 @@ use crate::likes::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::problem::{Problem, ServiceError, WriteError, reject};
 use crate::rejected_by_status;
 use crate::store::{self, AddComment, EventContext, RemoveComment, Store};
+use crate::strict_string::StrictString;
 use crate::tags::ApiTags;
 use crate::trace::valid_traceparent;
 use crate::write_limit::WriteLimiter;
@@ -85,14 +86,14 @@ pub struct NewComment {
         max_length = 2000,
         pattern = r"^[^\x00]*[^\s\x00\x1c-\x1f][^\x00]*$"
     ))]
-    pub body: String,
+    pub body: StrictString,
 }
 
 impl Example for NewComment {
     fn example() -> Self {
         Self {
             id: None,
-            body: "Lovely photo!".into(),
+            body: StrictString::from("Lovely photo!"),
         }
     }
 }
@@ -223,7 +224,10 @@ impl CommentsApi {
         body: Json<NewComment>,
     ) -> Result<AddCommentResponse, WriteError> {
         limiter.check(&auth.0.id)?;
-        let NewComment { id, body } = body.0;
+        let NewComment {
+            id,
+            body: StrictString(body),
+        } = body.0;
         let comment_id = id.unwrap_or_else(Uuid::now_v7);
         let ctx = EventContext {
             traceparent: valid_traceparent(traceparent.0),

@@ -19,6 +19,7 @@ pub mod problem;
 pub mod required_lists;
 pub mod spec;
 pub mod store;
+pub mod strict_string;
 pub mod tags;
 pub mod trace;
 pub mod write_limit;

@@ -16,6 +16,7 @@ use crate::examples;
 use crate::problem::{Problem, ServiceError, WriteError, reject};
 use crate::rejected_by_status;
 use crate::store::{AddLike, EventContext, RemoveLike, Store, ToggleLike};
+use crate::strict_string::StrictString;
 use crate::tags::ApiTags;
 use crate::trace::valid_traceparent;
 use crate::write_limit::WriteLimiter;
@@ -58,7 +59,7 @@ pub struct NewLike {
     pub post_id: Uuid,
     /// Optional; when given it must be the caller (the token's `sub`).
     #[oai(validator(min_length = 1, max_length = 128))]
-    pub user_id: Option<String>,
+    pub user_id: Option<StrictString>,
 }
 
 impl Example for NewLike {
@@ -249,7 +250,7 @@ impl LikesApi {
     ) -> Result<LikeResponse, WriteError> {
         let NewLike { post_id, user_id } = body.0;
         let caller = auth.0.id;
-        if user_id.as_ref().is_some_and(|id| *id != caller) {
+        if user_id.is_some_and(|StrictString(id)| id != caller) {
             return Ok(LikeResponse::Forbidden(Json(Problem::forbidden(
                 "user_id must be the caller's own id (the token's sub)",
             ))));

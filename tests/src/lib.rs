@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 pub use cluster::{NatsServer, postgres};
 
-/// The key test tokens are signed with.
-const JWT_SECRET: &str = "tally-test-secret-tally-test-secret-0123456789";
+/// The key test tokens are signed with (HS256).
+pub const JWT_SECRET: &str = "tally-test-secret-tally-test-secret-0123456789";
 
 /// One test's complete tally: its own database and NATS, and the three services.
 #[derive(Debug)]
@@ -90,16 +90,22 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 impl TestApp {
     /// Creates a fresh database, migrates it, starts a nats-server and the three services.
     pub async fn spawn() -> TestApp {
-        Self::start(true).await
+        Self::start(true, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn`], with the api's configuration changed by `configure` first
+    /// (it starts from [`api_config`]).
+    pub async fn spawn_with_api(configure: impl FnOnce(&mut tally_api::Config)) -> TestApp {
+        Self::start(true, configure).await
     }
 
     /// Like [`TestApp::spawn`] but without the in-process updater, for tests that start their
     /// own (several, or with test hooks) with [`TestApp::spawn_updater`].
     pub async fn spawn_without_updater() -> TestApp {
-        Self::start(false).await
+        Self::start(false, |_| {}).await
     }
 
-    async fn start(with_updater: bool) -> TestApp {
+    async fn start(with_updater: bool, configure: impl FnOnce(&mut tally_api::Config)) -> TestApp {
         let pg = postgres();
         let id = Uuid::new_v4().simple().to_string();
         let db_name = format!("tally_test_{}", &id[..16]);
@@ -139,7 +145,9 @@ impl TestApp {
             ));
         }
 
-        let api = tally_api::Application::build(api_config(pg.url_as("tally_api", &db_name)))
+        let mut config = api_config(pg.url_as("tally_api", &db_name));
+        configure(&mut config);
+        let api = tally_api::Application::build(config)
             .await
             .expect("building the api");
         let api_url = format!("http://{}", api.local_addr());
@@ -191,6 +199,41 @@ impl TestApp {
         assert_eq!(response.status(), reqwest::StatusCode::CREATED);
         let body: serde_json::Value = response.json().await.expect("a post");
         body["id"].as_str().expect("a post id").to_owned()
+    }
+
+    /// Likes `post_id` as `user_id` through the api; the like's event id (None when it was
+    /// liked already).
+    pub async fn like(&self, user_id: &str, post_id: &str) -> Option<String> {
+        let response = self
+            .request(reqwest::Method::POST, "/v1/likes", Some(user_id))
+            .json(&serde_json::json!({ "post_id": post_id }))
+            .send()
+            .await
+            .expect("liking a post");
+        assert!(
+            response.status().is_success(),
+            "liking answered {}",
+            response.status()
+        );
+        let body: serde_json::Value = response.json().await.expect("a like");
+        body["event_id"].as_str().map(str::to_owned)
+    }
+
+    /// Comments on `post_id` as `user_id` through the api; the comment's id.
+    pub async fn comment(&self, user_id: &str, post_id: &str, body: &str) -> String {
+        let response = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/posts/{post_id}/comments"),
+                Some(user_id),
+            )
+            .json(&serde_json::json!({ "body": body }))
+            .send()
+            .await
+            .expect("commenting");
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        let body: serde_json::Value = response.json().await.expect("a comment");
+        body["id"].as_str().expect("a comment id").to_owned()
     }
 
     /// A valid bearer token for `user_id`.
@@ -248,4 +291,29 @@ impl TestApp {
             .execute("SELECT pg_drop_replication_slot($1)", &[&self.slot])
             .await;
     }
+}
+
+/// Reads a problem answer: asserts the RFC 9457 media type and fields (a status that matches
+/// the response's), and returns the status and the body.
+pub async fn problem(response: reqwest::Response) -> (reqwest::StatusCode, serde_json::Value) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .unwrap_or_else(|err| panic!("status {status}: the body is not JSON ({err})"));
+    assert_eq!(
+        content_type, "application/problem+json",
+        "status {status}: {body}"
+    );
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    for field in ["type", "title", "detail"] {
+        assert!(body[field].is_string(), "no {field} in {body}");
+    }
+    (status, body)
 }

@@ -2,22 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tally_tests::TestApp;
-
-async fn problem(response: reqwest::Response) -> (StatusCode, Value) {
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert_eq!(content_type, "application/problem+json", "status {status}");
-    let body: Value = response.json().await.expect("a JSON problem body");
-    assert_eq!(body["status"], status.as_u16());
-    assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string());
-    (status, body)
-}
+use tally_tests::{TestApp, problem};
 
 #[tokio::test]
 async fn liking_twice_counts_once() {
@@ -93,6 +78,12 @@ async fn bad_input_is_a_4xx_problem_never_a_5xx() {
             "wrong type",
             app.request(Method::POST, "/v1/likes", Some("ann"))
                 .json(&json!({"post_id": 7})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "a number for a string",
+            app.request(Method::POST, "/v1/likes", Some("7"))
+                .json(&json!({"post_id": post_id, "user_id": 7})),
             StatusCode::BAD_REQUEST,
         ),
         (
@@ -246,5 +237,120 @@ async fn the_committed_spec_matches_the_served_one() {
         strip_servers(served) == strip_servers(committed),
         "openapi/openapi.json is stale: regenerate it with `./dev openapi`"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_transaction_leaves_neither_the_domain_row_nor_the_outbox_row() {
+    // Arrange: the outbox refuses every new row, as a full disk or a broken invariant would
+    // fail the second statement of the transaction.
+    let app = TestApp::spawn().await;
+    let post_id = app.create_post("author").await;
+    app.db
+        .batch_execute("ALTER TABLE outbox ADD CONSTRAINT refuse_all CHECK (false) NOT VALID")
+        .await
+        .expect("breaking the outbox");
+
+    // Act
+    let like = app
+        .request(Method::POST, "/v1/likes", Some("ann"))
+        .json(&json!({ "post_id": post_id }))
+        .send()
+        .await
+        .expect("an answer");
+    let comment = app
+        .request(
+            Method::POST,
+            &format!("/v1/posts/{post_id}/comments"),
+            Some("ann"),
+        )
+        .json(&json!({ "body": "lost?" }))
+        .send()
+        .await
+        .expect("an answer");
+
+    // Assert: a 500 problem without database details, and nothing half-written.
+    for response in [like, comment] {
+        let (status, body) = problem(response).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!body.to_string().contains("refuse_all"), "{body}");
+    }
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM likes").await, 0);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM comments").await, 0);
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM outbox").await,
+        1,
+        "post.created only"
+    );
+
+    // And once the outbox takes rows again, the same like goes through whole.
+    app.db
+        .batch_execute("ALTER TABLE outbox DROP CONSTRAINT refuse_all")
+        .await
+        .expect("mending the outbox");
+    let retried = app
+        .request(Method::POST, "/v1/likes", Some("ann"))
+        .json(&json!({ "post_id": post_id }))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(retried.status(), StatusCode::CREATED);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM likes").await, 1);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM outbox").await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_operation_and_status() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let post_id = app.create_post("author").await;
+    app.like("ann", &post_id).await;
+    let missing = app
+        .request(
+            Method::GET,
+            &format!("/v1/posts/{}", uuid::Uuid::now_v7()),
+            None,
+        )
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let _feed = app
+        .request(Method::GET, &format!("/v1/posts?ids={post_id}"), None)
+        .send()
+        .await
+        .expect("an answer");
+
+    // Act
+    let response = app
+        .request(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .expect("GET /metrics");
+
+    // Assert
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = response.text().await.expect("the metrics");
+    for line in [
+        r#"tally_api_requests_total{operation="createPost",status="201"} 1"#,
+        r#"tally_api_requests_total{operation="likePost",status="201"} 1"#,
+        r#"tally_api_requests_total{operation="getPost",status="404"} 1"#,
+        r#"tally_api_counts_cache_lookups_total{result="miss"} 1"#,
+        r#"tally_api_db_connections{state="idle"}"#,
+        "# HELP tally_api_request_seconds",
+    ] {
+        assert!(text.contains(line), "no `{line}` in:\n{text}");
+    }
     app.stop().await;
 }

@@ -4,6 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tally_tests::TestApp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Asserts a 4xx `application/problem+json` answer whose body repeats its status.
 async fn assert_client_error(what: &str, response: Result<reqwest::Response, reqwest::Error>) {
@@ -100,4 +101,75 @@ async fn sql_meta_characters_are_plain_data_or_4xx_problems() {
     assert_eq!(app.scalar_i64("SELECT count(*) FROM posts").await, 1);
 
     app.stop().await;
+}
+
+#[tokio::test]
+async fn ten_thousand_ids_zero_and_negative_limits_and_forged_cursors_are_4xx_problems() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let post = app.create_post("alice").await;
+    let ten_thousand: Vec<String> = (0..10_000)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    let ids = ten_thousand.join(",");
+
+    // Act and assert
+    // 10,000 ids make a 370 kB URL, past the 64 kB any URI may have in hyper (and the http
+    // crate): hyper answers 414 itself, before tally sees the request, so without a problem
+    // body; but it answers, and the connection is not just dropped.
+    let (status, head, _) = raw_get(&app, &format!("/v1/posts?ids={ids}")).await;
+    assert_eq!(status, 414, "10,000 ids: {head}");
+    for (what, path) in [
+        (
+            "1,500 ids (a 55 kB URL)",
+            format!("/v1/posts?ids={}", ten_thousand[..1_500].join(",")),
+        ),
+        (
+            "101 ids",
+            format!("/v1/posts?ids={}", ten_thousand[..101].join(",")),
+        ),
+        ("limit 0", format!("/v1/posts/{post}/likes?limit=0")),
+        ("limit -5", format!("/v1/posts/{post}/comments?limit=-5")),
+        ("limit 1e3", format!("/v1/posts/{post}/likes?limit=1e3")),
+        (
+            "a forged cursor",
+            format!("/v1/posts/{post}/likes?cursor=AAAA"),
+        ),
+        (
+            "a cursor of SQL",
+            format!("/v1/posts/{post}/comments?cursor=%27%3B%20DROP%20TABLE%20likes%3B--"),
+        ),
+    ] {
+        let response = app.request(Method::GET, &path, None).send().await;
+        assert_client_error(what, response).await;
+    }
+
+    app.stop().await;
+}
+
+/// Sends `GET path` over a plain TCP connection (for requests no HTTP client library will
+/// build, like a 370 kB URL) and returns the status, the head and the body of the answer.
+async fn raw_get(app: &TestApp, path: &str) -> (u16, String, String) {
+    let addr = app.api_url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connecting to the api");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("sending the request");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .await
+        .expect("reading the answer");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
 }
