@@ -41,13 +41,19 @@ pub enum MetricsResponse {
 
 #[OpenApi(tag = "ApiTags::Health")]
 impl HealthApi {
-    /// Liveness: answers while the process serves HTTP.
+    /// Liveness
+    ///
+    /// Answers 200 while the process serves HTTP, whatever the state of Postgres; restart the
+    /// process when it stops answering.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> HealthzResponse {
         HealthzResponse::Ok(PlainText("ok"))
     }
 
-    /// Readiness: answers 200 only while Postgres is reachable.
+    /// Readiness
+    ///
+    /// Answers 200 only while Postgres is reachable (the api can take writes), 503 otherwise;
+    /// take the instance out of the load balancer while it is 503.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, store: Data<&Store>) -> ReadyzResponse {
         match store.ping().await {
@@ -59,8 +65,10 @@ impl HealthApi {
         }
     }
 
-    /// Metrics: request counts and latencies by operation and status, counts-cache hits,
-    /// database connections.
+    /// Metrics
+    ///
+    /// Prometheus metrics of this instance: request counts and latencies by operation and
+    /// status, counts-cache hits and misses, database connections in use.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self, metrics: Data<&Metrics>, store: Data<&Store>) -> MetricsResponse {
         MetricsResponse::Ok(PlainText(metrics.encode(&store)))

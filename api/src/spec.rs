@@ -175,6 +175,56 @@ mod tests {
         assert_eq!(allowed.for_path("/v1/nope"), None);
     }
 
+    /// What the spec owes its readers: every operation an id, a tag, a summary and a
+    /// description; every parameter, response, schema and field a description; every
+    /// parameter and schema an example.
+    #[test]
+    fn every_operation_field_and_parameter_is_documented_with_examples() {
+        let spec: Value = serde_json::from_str(&crate::spec_json()).unwrap_or_default();
+        let mut missing = Vec::new();
+        for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
+            for (method, op) in operations.as_object().into_iter().flatten() {
+                let at = format!("{method} {path}");
+                for key in ["operationId", "summary", "description", "tags"] {
+                    if op.get(key).is_none() {
+                        missing.push(format!("{at}: {key}"));
+                    }
+                }
+                for param in op["parameters"].as_array().into_iter().flatten() {
+                    let name = &param["name"];
+                    if param.get("description").is_none() {
+                        missing.push(format!("{at}: description of {name}"));
+                    }
+                    if param["schema"].get("example").is_none() {
+                        missing.push(format!("{at}: example of {name}"));
+                    }
+                }
+                for (status, response) in op["responses"].as_object().into_iter().flatten() {
+                    if response.get("description").is_none() {
+                        missing.push(format!("{at}: description of {status}"));
+                    }
+                }
+            }
+        }
+        for (name, schema) in spec["components"]["schemas"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            for key in ["description", "example"] {
+                if schema.get(key).is_none() {
+                    missing.push(format!("schema {name}: {key}"));
+                }
+            }
+            for (field, property) in schema["properties"].as_object().into_iter().flatten() {
+                if property.get("description").is_none() {
+                    missing.push(format!("schema {name}: description of {field}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "undocumented: {missing:#?}");
+    }
+
     #[test]
     fn closed_bodies_and_nullable_fields_are_declared() {
         let spec = finish(

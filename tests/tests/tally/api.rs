@@ -354,3 +354,45 @@ async fn metrics_count_requests_by_operation_and_status() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_probes_the_spec_and_the_docs_answer() {
+    let app = TestApp::spawn().await;
+    for (path, status, content_type) in [
+        ("/healthz", 200, "text/plain"),
+        ("/readyz", 200, "text/plain"),
+        ("/openapi.json", 200, "application/json"),
+        ("/docs", 200, "text/html"),
+    ] {
+        let response = app
+            .request(Method::GET, path, None)
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let got = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(got.starts_with(content_type), "{path}: {got}");
+    }
+    let wrong_method = app
+        .request(Method::PUT, "/v1/posts", None)
+        .send()
+        .await
+        .expect("an answer");
+    let allow = wrong_method
+        .headers()
+        .get("allow")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(allow, "GET, HEAD, POST");
+    assert_eq!(
+        problem(wrong_method).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    app.stop().await;
+}
