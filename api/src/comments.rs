@@ -11,9 +11,8 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::auth::BearerAuth;
-use crate::cursor::{Cursor, List};
+use crate::cursor::{BadCursor, Cursor, List, PageRequest};
 use crate::examples;
-use crate::likes::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::problem::{Problem, ServiceError, WriteError, reject};
 use crate::rejected_by_status;
 use crate::store::{self, AddComment, EventContext, RemoveComment, Store};
@@ -280,40 +279,32 @@ impl CommentsApi {
         #[oai(example = "examples::comments_cursor")]
         cursor: Query<Option<String>>,
     ) -> Result<ListCommentsResponse, ServiceError> {
-        let after = match cursor
-            .0
-            .as_deref()
-            .map(|c| Cursor::decode(List::Comments, c))
-        {
-            None => None,
-            Some(Ok(cursor)) => match cursor.key.parse::<Uuid>() {
-                Ok(id) => Some((cursor.created_at, id)),
-                Err(_) => return Ok(bad_cursor()),
-            },
-            Some(Err(_)) => return Ok(bad_cursor()),
+        // A comments cursor's key is the comment id.
+        let page =
+            PageRequest::new(List::Comments, limit.0, cursor.0.as_deref()).and_then(|page| {
+                let after = match &page.after {
+                    Some(c) => Some((c.created_at, c.key.parse::<Uuid>().map_err(|_| BadCursor)?)),
+                    None => None,
+                };
+                Ok((page, after))
+            });
+        let (page, after) = match page {
+            Ok(page) => page,
+            Err(err) => {
+                return Ok(ListCommentsResponse::BadRequest(Json(
+                    Problem::bad_request(err.to_string()),
+                )));
+            }
         };
-        let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE).min(MAX_PAGE_SIZE);
-        // One row more than the page tells whether there is a next page.
-        let Some(mut comments) = store
-            .comments(post_id.0, after, i64::from(limit) + 1)
-            .await?
-        else {
+        let Some(comments) = store.comments(post_id.0, after, page.fetch()).await? else {
             return Ok(ListCommentsResponse::NotFound(Json(Problem::not_found(
                 format!("post {} does not exist", post_id.0),
             ))));
         };
-        let next_cursor = if comments.len() > limit as usize {
-            comments.truncate(limit as usize);
-            comments.last().map(|last| {
-                Cursor {
-                    created_at: last.created_at,
-                    key: last.comment_id.to_string(),
-                }
-                .encode(List::Comments)
-            })
-        } else {
-            None
-        };
+        let (comments, next_cursor) = page.finish(comments, |comment| Cursor {
+            created_at: comment.created_at,
+            key: comment.comment_id.to_string(),
+        });
         Ok(ListCommentsResponse::Ok(Json(CommentsPage {
             items: comments
                 .into_iter()
@@ -367,12 +358,6 @@ impl CommentsApi {
             },
         )
     }
-}
-
-fn bad_cursor() -> ListCommentsResponse {
-    ListCommentsResponse::BadRequest(Json(Problem::bad_request(
-        crate::cursor::BadCursor.to_string(),
-    )))
 }
 
 #[cfg(test)]

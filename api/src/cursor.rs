@@ -76,6 +76,51 @@ impl Cursor {
     }
 }
 
+/// A page's size when `limit` is not given.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+/// The largest page a list returns.
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// What one request for a page of a list asks: how many rows, after which.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    list: List,
+    limit: u32,
+    pub after: Option<Cursor>,
+}
+
+impl PageRequest {
+    /// Reads the `limit` and `cursor` parameters of a request for a page of `list`.
+    pub fn new(list: List, limit: Option<u32>, cursor: Option<&str>) -> Result<Self, BadCursor> {
+        Ok(Self {
+            list,
+            limit: limit.unwrap_or(DEFAULT_PAGE_SIZE).min(MAX_PAGE_SIZE),
+            after: cursor.map(|c| Cursor::decode(list, c)).transpose()?,
+        })
+    }
+
+    /// How many rows to fetch: one more than the page, which tells whether another follows.
+    pub fn fetch(&self) -> i64 {
+        i64::from(self.limit) + 1
+    }
+
+    /// Cuts the fetched `rows` to the page, with the cursor of the next page when there is
+    /// one; `key` names a row's sort key.
+    pub fn finish<T>(
+        &self,
+        mut rows: Vec<T>,
+        key: impl Fn(&T) -> Cursor,
+    ) -> (Vec<T>, Option<String>) {
+        let limit = self.limit as usize;
+        if rows.len() <= limit {
+            return (rows, None);
+        }
+        rows.truncate(limit);
+        let next = rows.last().map(|last| key(last).encode(self.list));
+        (rows, next)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +133,25 @@ mod tests {
         };
         let encoded = cursor.encode(List::Likers);
         assert_eq!(Cursor::decode(List::Likers, &encoded).ok(), Some(cursor));
+    }
+
+    #[test]
+    fn a_page_is_cut_to_its_limit_with_the_cursor_of_its_last_row() {
+        let page = PageRequest::new(List::Likers, Some(2), None).expect("no cursor");
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap_or_default();
+        let rows = vec![(at(3), "c"), (at(2), "b"), (at(1), "a")];
+        assert_eq!(page.fetch(), 3);
+        let key = |row: &(DateTime<Utc>, &str)| Cursor {
+            created_at: row.0,
+            key: row.1.into(),
+        };
+        let (rows, next) = page.finish(rows, key);
+        assert_eq!(rows.len(), 2);
+        let next = next.expect("a next page");
+        let after = PageRequest::new(List::Likers, Some(2), Some(&next)).expect("our cursor");
+        assert_eq!(after.after.as_ref().map(|c| c.key.as_str()), Some("b"));
+        let (_, last) = after.finish(vec![(at(1), "a")], key);
+        assert_eq!(last, None);
     }
 
     #[test]

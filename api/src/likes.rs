@@ -11,7 +11,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::auth::BearerAuth;
-use crate::cursor::{Cursor, List};
+use crate::cursor::{Cursor, List, PageRequest};
 use crate::examples;
 use crate::problem::{Problem, ServiceError, WriteError, reject};
 use crate::rejected_by_status;
@@ -20,11 +20,6 @@ use crate::strict_string::StrictString;
 use crate::tags::ApiTags;
 use crate::trace::valid_traceparent;
 use crate::write_limit::WriteLimiter;
-
-/// A page's size when `limit` is not given.
-pub const DEFAULT_PAGE_SIZE: u32 = 20;
-/// The largest page a list returns.
-pub const MAX_PAGE_SIZE: u32 = 100;
 
 /// One user's like of one post.
 #[derive(Debug, Object)]
@@ -382,36 +377,22 @@ impl LikesApi {
         #[oai(example = "examples::likers_cursor")]
         cursor: Query<Option<String>>,
     ) -> Result<LikersResponse, ServiceError> {
-        let after = match cursor.0.as_deref().map(|c| Cursor::decode(List::Likers, c)) {
-            Some(Err(err)) => {
+        let page = match PageRequest::new(List::Likers, limit.0, cursor.0.as_deref()) {
+            Ok(page) => page,
+            Err(err) => {
                 return Ok(LikersResponse::BadRequest(Json(Problem::bad_request(
                     err.to_string(),
                 ))));
             }
-            Some(Ok(cursor)) => Some(cursor),
-            None => None,
         };
-        let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE).min(MAX_PAGE_SIZE);
-        // One row more than the page tells whether there is a next page.
-        let after_key = after.as_ref().map(|c| (c.created_at, c.key.as_str()));
-        let Some(mut likers) = store
-            .likers(post_id.0, after_key, i64::from(limit) + 1)
-            .await?
-        else {
+        let after = page.after.as_ref().map(|c| (c.created_at, c.key.as_str()));
+        let Some(likers) = store.likers(post_id.0, after, page.fetch()).await? else {
             return Ok(LikersResponse::NotFound(post_not_found(post_id.0)));
         };
-        let next_cursor = if likers.len() > limit as usize {
-            likers.truncate(limit as usize);
-            likers.last().map(|last| {
-                Cursor {
-                    created_at: last.created_at,
-                    key: last.user_id.clone(),
-                }
-                .encode(List::Likers)
-            })
-        } else {
-            None
-        };
+        let (likers, next_cursor) = page.finish(likers, |liker| Cursor {
+            created_at: liker.created_at,
+            key: liker.user_id.clone(),
+        });
         Ok(LikersResponse::Ok(Json(LikersPage {
             items: likers
                 .into_iter()

@@ -146,13 +146,14 @@ impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Self::Output> {
-        let path = req.uri().path().to_owned();
+        // A Uri clone shares its bytes: no copy of the path on the hot path.
+        let uri = req.uri().clone();
         let mut response = match self.inner.call(req).await {
             Ok(output) => output.into_response(),
             Err(err) => err.into_response(),
         };
         if response.status() == StatusCode::METHOD_NOT_ALLOWED
-            && let Some(methods) = self.allowed.for_path(&path)
+            && let Some(methods) = self.allowed.for_path(uri.path())
             && let Ok(value) = HeaderValue::from_str(methods)
         {
             response.headers_mut().insert(header::ALLOW, value);
