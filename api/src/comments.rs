@@ -2,6 +2,7 @@
 //! Adding or removing a comment writes one event; the post's `comments` count follows.
 
 use chrono::{DateTime, Utc};
+use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -10,7 +11,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::auth::BearerAuth;
+use crate::auth::{BearerAuth, ReaderAuth};
 use crate::cursor::{BadCursor, Cursor, List, PageRequest};
 use crate::examples;
 use crate::problem::{Problem, ServiceError, WriteError, reject};
@@ -163,12 +164,15 @@ pub enum ListCommentsResponse {
     /// list returned.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// The request carries a bearer token that is not valid (reads need none).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
     /// No such post, or it was deleted.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }
 
-rejected_by_status!(ListCommentsResponse {} else BadRequest);
+rejected_by_status!(ListCommentsResponse { 401 => Unauthorized } else BadRequest);
 
 #[derive(Debug, ApiResponse)]
 #[oai(bad_request_handler = "reject")]
@@ -265,7 +269,9 @@ impl CommentsApi {
     #[instrument(skip_all, fields(post_id = %post_id.0))]
     async fn list_comments(
         &self,
+        req: &Request,
         store: Data<&Store>,
+        auth: ReaderAuth,
         /// The post.
         #[oai(example = "examples::post_id")]
         post_id: Path<Uuid>,
@@ -279,6 +285,11 @@ impl CommentsApi {
         #[oai(example = "examples::comments_cursor")]
         cursor: Query<Option<String>>,
     ) -> Result<ListCommentsResponse, ServiceError> {
+        // The list is the same for everyone, but a token that is sent must be valid, as on
+        // every read: a client learns its token expired here too.
+        if let Err(problem) = auth.viewer(req) {
+            return Ok(ListCommentsResponse::Unauthorized(Json(problem)));
+        }
         // A comments cursor's key is the comment id.
         let page =
             PageRequest::new(List::Comments, limit.0, cursor.0.as_deref()).and_then(|page| {

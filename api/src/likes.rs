@@ -2,6 +2,7 @@
 //! repeated like or unlike changes nothing and writes nothing.
 
 use chrono::{DateTime, Utc};
+use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -10,7 +11,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::auth::BearerAuth;
+use crate::auth::{BearerAuth, ReaderAuth};
 use crate::cursor::{Cursor, List, PageRequest};
 use crate::examples;
 use crate::problem::{Problem, ServiceError, WriteError, reject};
@@ -211,12 +212,15 @@ pub enum LikersResponse {
     /// list returned.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// The request carries a bearer token that is not valid (reads need none).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
     /// No such post, or it was deleted.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }
 
-rejected_by_status!(LikersResponse {} else BadRequest);
+rejected_by_status!(LikersResponse { 401 => Unauthorized } else BadRequest);
 
 fn post_not_found(post_id: Uuid) -> Json<Problem> {
     Json(Problem::not_found(format!("post {post_id} does not exist")))
@@ -363,7 +367,9 @@ impl LikesApi {
     #[instrument(skip_all, fields(post_id = %post_id.0))]
     async fn likers(
         &self,
+        req: &Request,
         store: Data<&Store>,
+        auth: ReaderAuth,
         /// The post.
         #[oai(example = "examples::post_id")]
         post_id: Path<Uuid>,
@@ -377,6 +383,11 @@ impl LikesApi {
         #[oai(example = "examples::likers_cursor")]
         cursor: Query<Option<String>>,
     ) -> Result<LikersResponse, ServiceError> {
+        // The list is the same for everyone, but a token that is sent must be valid, as on
+        // every read: a client learns its token expired here too.
+        if let Err(problem) = auth.viewer(req) {
+            return Ok(LikersResponse::Unauthorized(Json(problem)));
+        }
         let page = match PageRequest::new(List::Likers, limit.0, cursor.0.as_deref()) {
             Ok(page) => page,
             Err(err) => {

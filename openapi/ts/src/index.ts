@@ -18,7 +18,7 @@ export type { components, operations, paths };
 
 type Schemas = components["schemas"];
 
-/** A post with its like and comment counts. */
+/** A post with its like and comment counts (and `liked_by_me` on reads with a token). */
 export type Post = Schemas["Post"];
 /** The body of `POST /v1/posts`. */
 export type NewPost = Schemas["NewPost"];
@@ -26,6 +26,20 @@ export type NewPost = Schemas["NewPost"];
 export type Like = Schemas["Like"];
 /** The body of `POST /v1/likes`. */
 export type NewLike = Schemas["NewLike"];
+/** The answer of `POST /v1/likes/{post_id}/toggle`: which way the like went. */
+export type LikeToggle = Schemas["LikeToggle"];
+/** The answer of `GET /v1/posts?ids=…`: the posts found, in the order asked, and the ids missing. */
+export type Feed = Schemas["Feed"];
+/** A user who likes a post, and since when. */
+export type Liker = Schemas["Liker"];
+/** One page of `GET /v1/posts/{post_id}/likes`, newest like first. */
+export type LikersPage = Schemas["LikersPage"];
+/** A comment on a post. */
+export type Comment = Schemas["Comment"];
+/** The body of `POST /v1/posts/{post_id}/comments`. */
+export type NewComment = Schemas["NewComment"];
+/** One page of `GET /v1/posts/{post_id}/comments`, newest first. */
+export type CommentsPage = Schemas["CommentsPage"];
 /** An RFC 9457 problem: the body of every non-2xx answer. */
 export type Problem = Schemas["Problem"];
 

@@ -11,8 +11,33 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Liveness: answers while the process serves HTTP. */
+        /**
+         * Liveness
+         * @description Answers 200 while the process serves HTTP, whatever the state of Postgres; restart the
+         *     process when it stops answering.
+         */
         get: operations["healthz"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Metrics
+         * @description Prometheus metrics of this instance: request counts and latencies by operation and
+         *     status, counts-cache hits and misses, database connections in use.
+         */
+        get: operations["metrics"];
         put?: never;
         post?: never;
         delete?: never;
@@ -28,11 +53,36 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: answers 200 only while Postgres is reachable. */
+        /**
+         * Readiness
+         * @description Answers 200 only while Postgres is reachable (the api can take writes), 503 otherwise;
+         *     take the instance out of the load balancer while it is 503.
+         */
         get: operations["readyz"];
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/comments/{comment_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete a comment
+         * @description Removes the comment; its author or the post's author may. Deleting it again is a 204
+         *     that changes nothing.
+         */
+        delete: operations["deleteComment"];
         options?: never;
         head?: never;
         patch?: never;
@@ -108,13 +158,11 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Get a post
-         * @description The post with its like and comment counts.
-         *     Read posts by id (a feed)
-         *
-         *     The posts named by `ids` (1 to 100, comma-separated: `ids=a,b,c`) with their counts,
+         * Read posts by id (a feed)
+         * @description The posts named by `ids` (1 to 100, comma-separated: `ids=a,b,c`) with their counts,
          *     in the order asked; ids that name no post are listed in `missing`. Counts come from
-         *     a cache refreshed at most every `TALLY_COUNTS_CACHE_TTL_MS` (1 s by default).
+         *     a cache refreshed at most every `TALLY_COUNTS_CACHE_TTL_MS` (1 s by default). With a
+         *     bearer token, each post says whether the caller likes it.
          */
         get: operations["getPosts"];
         put?: never;
@@ -137,7 +185,65 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /**
+         * Get a post
+         * @description The post with its like and comment counts and, with a bearer token, whether the
+         *     caller likes it.
+         */
         get: operations["getPost"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a post
+         * @description Only the post's author may delete it. Afterwards the post reads as 404, and liking,
+         *     unliking or commenting on it is a 404; its likes and comments are kept, so counts
+         *     stay exact. Deleting it again is a 204 that changes nothing.
+         */
+        delete: operations["deletePost"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/posts/{post_id}/comments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a post's comments
+         * @description The post's comments, newest first, `limit` at a time (20 by default, at most 100).
+         *     Pass a page's `next_cursor` as `cursor` for the next page.
+         */
+        get: operations["listComments"];
+        put?: never;
+        /**
+         * Comment on a post
+         * @description Adds the caller's comment to the post. Sending the same `id` again is idempotent
+         *     (200); without an `id`, each request adds a comment.
+         */
+        post: operations["addComment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/posts/{post_id}/likes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List who liked a post
+         * @description The users who like the post, newest like first, `limit` at a time (20 by default,
+         *     at most 100). Pass a page's `next_cursor` as `cursor` for the next page.
+         */
+        get: operations["listLikers"];
         put?: never;
         post?: never;
         delete?: never;
@@ -151,8 +257,89 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
+         * Comment
+         * @description A comment on a post.
+         * @example {
+         *       "author_id": "bob",
+         *       "body": "Lovely photo!",
+         *       "created_at": "2025-11-24T16:00:00+00:00",
+         *       "event_id": "01935a1e-7e00-7000-8000-000000000001",
+         *       "id": "01935a1e-7d00-7000-8000-000000000007",
+         *       "post_id": "01935a1e-7c00-7000-8000-000000000042"
+         *     }
+         */
+        Comment: {
+            /** @description The user who wrote it. */
+            author_id: string;
+            /** @description What they wrote. */
+            body: string;
+            /**
+             * Format: date-time
+             * @description When it was written.
+             */
+            created_at: string;
+            /**
+             * Format: uuid
+             * @description On write responses, the id of the event this request produced; null when nothing
+             *     changed, and in lists.
+             */
+            event_id: string | null;
+            /**
+             * Format: uuid
+             * @description The comment's id.
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The post it is on.
+             */
+            post_id: string;
+        };
+        /**
+         * CommentsPage
+         * @description One page of a post's comments, newest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "author_id": "bob",
+         *           "body": "Lovely photo!",
+         *           "created_at": "2025-11-24T16:00:00+00:00",
+         *           "event_id": null,
+         *           "id": "01935a1e-7d00-7000-8000-000000000007",
+         *           "post_id": "01935a1e-7c00-7000-8000-000000000042"
+         *         }
+         *       ],
+         *       "next_cursor": null
+         *     }
+         */
+        CommentsPage: {
+            /** @description At most `limit` comments, newest first. */
+            items: components["schemas"]["Comment"][];
+            /**
+             * @description Pass as `cursor` for the next page; null on the last page. Comments written while
+             *     paging land before the first page and never shift later ones.
+             */
+            next_cursor: string | null;
+        };
+        /**
          * Feed
          * @description Posts read by id, for a feed.
+         * @example {
+         *       "missing": [
+         *         "01935a1e-7c00-7000-8000-000000000043"
+         *       ],
+         *       "posts": [
+         *         {
+         *           "author_id": "alice",
+         *           "comments": 7,
+         *           "created_at": "2025-11-24T16:00:00+00:00",
+         *           "event_id": null,
+         *           "id": "01935a1e-7c00-7000-8000-000000000042",
+         *           "liked_by_me": true,
+         *           "likes": 42
+         *         }
+         *       ]
+         *     }
          */
         Feed: {
             /** @description Only when the read asked for `after_event`: whether the counts include that event. */
@@ -165,6 +352,12 @@ export interface components {
         /**
          * Like
          * @description One user's like of one post.
+         * @example {
+         *       "created_at": "2025-11-24T16:00:00+00:00",
+         *       "event_id": "01935a1e-7e00-7000-8000-000000000001",
+         *       "post_id": "01935a1e-7c00-7000-8000-000000000042",
+         *       "user_id": "bob"
+         *     }
          */
         Like: {
             /**
@@ -188,6 +381,11 @@ export interface components {
         /**
          * LikeToggle
          * @description A like's state after a toggle.
+         * @example {
+         *       "event_id": "01935a1e-7e00-7000-8000-000000000001",
+         *       "liked": true,
+         *       "post_id": "01935a1e-7c00-7000-8000-000000000042"
+         *     }
          */
         LikeToggle: {
             /**
@@ -205,8 +403,70 @@ export interface components {
             post_id: string;
         };
         /**
+         * Liker
+         * @description A user who likes a post.
+         * @example {
+         *       "created_at": "2025-11-24T16:00:00+00:00",
+         *       "user_id": "bob"
+         *     }
+         */
+        Liker: {
+            /**
+             * Format: date-time
+             * @description When they liked the post.
+             */
+            created_at: string;
+            /** @description The user. */
+            user_id: string;
+        };
+        /**
+         * LikersPage
+         * @description One page of a post's likers, newest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "created_at": "2025-11-24T16:00:00+00:00",
+         *           "user_id": "bob"
+         *         }
+         *       ],
+         *       "next_cursor": null
+         *     }
+         */
+        LikersPage: {
+            /** @description At most `limit` likers, newest like first. */
+            items: components["schemas"]["Liker"][];
+            /**
+             * @description Pass as `cursor` for the next page; null on the last page. Likes made while paging
+             *     land before the first page and never shift later ones: no liker is skipped or
+             *     repeated.
+             */
+            next_cursor: string | null;
+        };
+        /**
+         * NewComment
+         * @description The body of `POST /v1/posts/{post_id}/comments`.
+         * @example {
+         *       "body": "Lovely photo!",
+         *       "id": null
+         *     }
+         */
+        NewComment: {
+            /** @description The text: 1 to 2000 characters, not all whitespace, without NUL. */
+            body: string;
+            /**
+             * Format: uuid
+             * @description The comment's id, chosen by the caller so retries are idempotent; a new UUIDv7 when
+             *     omitted.
+             */
+            id?: string | null;
+        };
+        /**
          * NewLike
          * @description The body of `POST /v1/likes`.
+         * @example {
+         *       "post_id": "01935a1e-7c00-7000-8000-000000000042",
+         *       "user_id": null
+         *     }
          */
         NewLike: {
             /**
@@ -220,6 +480,9 @@ export interface components {
         /**
          * NewPost
          * @description The body of `POST /v1/posts`.
+         * @example {
+         *       "id": "01935a1e-7c00-7000-8000-000000000042"
+         *     }
          */
         NewPost: {
             /**
@@ -232,6 +495,15 @@ export interface components {
         /**
          * Post
          * @description A post with its counts.
+         * @example {
+         *       "author_id": "alice",
+         *       "comments": 7,
+         *       "created_at": "2025-11-24T16:00:00+00:00",
+         *       "event_id": null,
+         *       "id": "01935a1e-7c00-7000-8000-000000000042",
+         *       "liked_by_me": true,
+         *       "likes": 42
+         *     }
          */
         Post: {
             /**
@@ -262,6 +534,11 @@ export interface components {
              * @description The post's id.
              */
             id: string;
+            /**
+             * @description Whether the caller likes the post; only on reads with a bearer token. Read from the
+             *     likes themselves, so it is exact at once, ahead of `likes`.
+             */
+            liked_by_me?: boolean;
             /**
              * Format: int64
              * @description How many users like the post. Eventually consistent: it trails writes by the
@@ -322,6 +599,26 @@ export interface operations {
             };
         };
     };
+    metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every metric of this api instance in OpenMetrics text, which Prometheus scrapes. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8": string;
+                };
+            };
+        };
+    };
     readyz: {
         parameters: {
             query?: never;
@@ -347,6 +644,102 @@ export interface operations {
                 };
                 content: {
                     "text/plain; charset=utf-8": string;
+                };
+            };
+        };
+    };
+    deleteComment: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description W3C trace context; carried onto the event this write produces. */
+                traceparent?: string;
+            };
+            path: {
+                /** @description The comment to delete. */
+                comment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description The comment is removed (now, or before). `Tally-Event-Id` names the event produced,
+             *     and is absent when nothing changed.
+             */
+            204: {
+                headers: {
+                    "TALLY-EVENT-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The comment id is not a UUID. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A valid bearer token is required. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller wrote neither the comment nor the post it is on. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such comment, or its post was deleted. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description The caller wrote faster than `TALLY_WRITE_RATE_PER_SEC` (after a burst of
+             *     `TALLY_WRITE_BURST`): retry after the delay in `Retry-After` (seconds).
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A bug: the request was valid but the server failed. Logged with details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Postgres is unreachable: retry after the delay in `Retry-After` (seconds). */
+            503: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -421,9 +814,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is larger than the api accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body is not `application/json`. */
             415: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description The caller wrote faster than `TALLY_WRITE_RATE_PER_SEC` (after a burst of
+             *     `TALLY_WRITE_BURST`): retry after the delay in `Retry-After` (seconds).
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -504,6 +919,19 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /**
+             * @description The caller wrote faster than `TALLY_WRITE_RATE_PER_SEC` (after a burst of
+             *     `TALLY_WRITE_BURST`): retry after the delay in `Retry-After` (seconds).
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description A bug: the request was valid but the server failed. Logged with details. */
             500: {
                 headers: {
@@ -576,6 +1004,19 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /**
+             * @description The caller wrote faster than `TALLY_WRITE_RATE_PER_SEC` (after a burst of
+             *     `TALLY_WRITE_BURST`): retry after the delay in `Retry-After` (seconds).
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description A bug: the request was valid but the server failed. Logged with details. */
             500: {
                 headers: {
@@ -625,6 +1066,15 @@ export interface operations {
             };
             /** @description `ids` is missing, empty, longer than 100 ids, or holds something other than UUIDs. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request carries a bearer token that is not valid (reads need none). */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -714,9 +1164,31 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is larger than the api accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body is not `application/json`. */
             415: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description The caller wrote faster than `TALLY_WRITE_RATE_PER_SEC` (after a burst of
+             *     `TALLY_WRITE_BURST`): retry after the delay in `Retry-After` (seconds).
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -772,8 +1244,392 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["Post"];
                 };
             };
+            /** @description The post id or `after_event` is not a UUID. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request carries a bearer token that is not valid (reads need none). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such post, or it was deleted. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A bug: the request was valid but the server failed. Logged with details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Postgres is unreachable: retry after the delay in `Retry-After` (seconds). */
+            503: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deletePost: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description W3C trace context; carried onto the event this write produces. */
+                traceparent?: string;
+            };
+            path: {
+                /** @description The post to delete. */
+                post_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description The post is deleted (now, or before). `Tally-Event-Id` names the event produced,
+             *     and is absent when nothing changed.
+             */
+            204: {
+                headers: {
+                    "TALLY-EVENT-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The post id is not a UUID. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A valid bearer token is required. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The post is someone else's: only its author may delete it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such post. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description The caller wrote faster than `TALLY_WRITE_RATE_PER_SEC` (after a burst of
+             *     `TALLY_WRITE_BURST`): retry after the delay in `Retry-After` (seconds).
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A bug: the request was valid but the server failed. Logged with details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Postgres is unreachable: retry after the delay in `Retry-After` (seconds). */
+            503: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listComments: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 100 (20 when omitted). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page; omit it for the first page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The post. */
+                post_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of comments. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["CommentsPage"];
+                };
+            };
+            /**
+             * @description The post id is not a UUID, `limit` is not 1 to 100, or `cursor` is not one this
+             *     list returned.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request carries a bearer token that is not valid (reads need none). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such post, or it was deleted. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A bug: the request was valid but the server failed. Logged with details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Postgres is unreachable: retry after the delay in `Retry-After` (seconds). */
+            503: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    addComment: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description W3C trace context; carried onto the event this write produces. */
+                traceparent?: string;
+            };
+            path: {
+                /** @description The post to comment on. */
+                post_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["NewComment"];
+            };
+        };
+        responses: {
+            /** @description The caller had already added this comment (same id, post and body); nothing changed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Comment"];
+                };
+            };
+            /** @description The comment was added and its event written. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Comment"];
+                };
+            };
+            /** @description The request was malformed: e.g. an empty, blank or over-long body. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A valid bearer token is required. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such post, or it was deleted. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The id belongs to another comment. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the api accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description The caller wrote faster than `TALLY_WRITE_RATE_PER_SEC` (after a burst of
+             *     `TALLY_WRITE_BURST`): retry after the delay in `Retry-After` (seconds).
+             */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A bug: the request was valid but the server failed. Logged with details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Postgres is unreachable: retry after the delay in `Retry-After` (seconds). */
+            503: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listLikers: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 100 (20 when omitted). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page; omit it for the first page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The post. */
+                post_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of likers. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["LikersPage"];
+                };
+            };
+            /**
+             * @description The post id is not a UUID, `limit` is not 1 to 100, or `cursor` is not one this
+             *     list returned.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request carries a bearer token that is not valid (reads need none). */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

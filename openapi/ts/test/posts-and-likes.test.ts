@@ -1,4 +1,5 @@
-// The client against a live api: posts, likes and their eventually consistent counts.
+// The client against a live api: posts, likes and their eventually consistent counts, read
+// either by polling until they converge or at once with read-your-writes (`after_event`).
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, test } from "node:test";
@@ -94,23 +95,93 @@ describe("likes", () => {
     assert.equal(again.response.status, 204);
   });
 
-  test("an unlike brings the count back down once the pipeline catches up", async () => {
+  test("an unlike brings the count back down: read-your-writes with the Tally-Event-Id of the unlike", async () => {
     const { tally: alice } = await userClient("alice");
     const { data: post } = await alice.POST("/v1/posts", { body: {} });
     assert.ok(post);
     const path = { post_id: post.id };
-    await alice.POST("/v1/likes", { body: path });
-    await eventually(
-      async () => (await alice.GET("/v1/posts/{post_id}", { params: { path } })).data?.likes,
-      (likes) => likes === 1,
-    );
+    const { data: like } = await alice.POST("/v1/likes", { body: path });
+    assert.ok(like?.event_id);
+    const liked = await alice.GET("/v1/posts/{post_id}", { params: { path, query: { after_event: like.event_id } } });
+    assert.equal(liked.data?.likes, 1);
 
-    await alice.DELETE("/v1/likes/{post_id}", { params: { path } });
+    const unliked = await alice.DELETE("/v1/likes/{post_id}", { params: { path } });
 
-    const likes = await eventually(
-      async () => (await alice.GET("/v1/posts/{post_id}", { params: { path } })).data?.likes,
-      (count) => count === 0,
-    );
-    assert.equal(likes, 0);
+    // A 204 has no body: the unlike's event id comes in the Tally-Event-Id header.
+    const event = unliked.response.headers.get("tally-event-id");
+    assert.ok(event, "an unlike that changed something names its event");
+    const { data: read } = await alice.GET("/v1/posts/{post_id}", { params: { path, query: { after_event: event } } });
+    assert.equal(read?.after_event_applied, true);
+    assert.equal(read?.likes, 0);
+    assert.equal(read?.liked_by_me, false);
+  });
+});
+
+describe("read-your-writes", () => {
+  test("a read with the like's event_id as after_event waits for it: the count includes the like at once", async () => {
+    const { tally: alice } = await userClient("alice");
+    const { tally: bob } = await userClient("bob");
+    const { data: post } = await alice.POST("/v1/posts", { body: {} });
+    assert.ok(post);
+    const path = { post_id: post.id };
+
+    const { data: like } = await bob.POST("/v1/likes", { body: { post_id: post.id } });
+    assert.ok(like?.event_id);
+    const { data: read, response } = await bob.GET("/v1/posts/{post_id}", {
+      params: { path, query: { after_event: like.event_id } },
+    });
+
+    assert.equal(response.status, 200);
+    assert.equal(read?.after_event_applied, true);
+    assert.equal(read?.likes, 1);
+    assert.equal(read?.liked_by_me, true);
+  });
+
+  test("a read without after_event says nothing about it", async () => {
+    const { tally: alice } = await userClient("alice");
+    const { data: post } = await alice.POST("/v1/posts", { body: {} });
+    assert.ok(post);
+
+    const { data: read } = await alice.GET("/v1/posts/{post_id}", { params: { path: { post_id: post.id } } });
+
+    assert.ok(read);
+    assert.equal("after_event_applied" in read, false);
+  });
+
+  test("an event that is never counted ends the wait with after_event_applied false", async () => {
+    const { tally: alice } = await userClient("alice");
+    const { data: post } = await alice.POST("/v1/posts", { body: {} });
+    assert.ok(post);
+
+    const started = Date.now();
+    const { data: read, response } = await alice.GET("/v1/posts/{post_id}", {
+      params: { path: { post_id: post.id }, query: { after_event: randomUUID() } },
+    });
+
+    assert.equal(response.status, 200);
+    assert.equal(read?.after_event_applied, false);
+    assert.ok(Date.now() - started < 11_000, "the wait is bounded (TALLY_READ_YOUR_WRITES_TIMEOUT_MS)");
+  });
+});
+
+describe("liked_by_me", () => {
+  test("is true for a reader who likes the post, false for one who does not, and absent without a token", async () => {
+    const { tally: alice } = await userClient("alice");
+    const { tally: bob } = await userClient("bob");
+    const { data: post } = await alice.POST("/v1/posts", { body: {} });
+    assert.ok(post);
+    const params = { path: { post_id: post.id } };
+    await bob.POST("/v1/likes", { body: { post_id: post.id } });
+
+    // Read from the likes themselves: exact at once, no wait for the pipeline.
+    const byBob = await bob.GET("/v1/posts/{post_id}", { params });
+    const byAlice = await alice.GET("/v1/posts/{post_id}", { params });
+    const anonymous = await anonymousClient().GET("/v1/posts/{post_id}", { params });
+
+    assert.equal(byBob.data?.liked_by_me, true);
+    assert.equal(byAlice.data?.liked_by_me, false);
+    assert.ok(anonymous.data);
+    assert.equal("liked_by_me" in anonymous.data, false, "an anonymous read has no liked_by_me");
+    assert.equal(anonymous.data.liked_by_me, undefined);
   });
 });

@@ -160,7 +160,12 @@ async fn liked_by_me_tells_a_signed_in_reader_and_is_absent_for_anonymous_reads(
 async fn a_read_with_an_invalid_token_is_a_401_problem_not_an_anonymous_read() {
     let app = TestApp::spawn().await;
     let post = app.create_post("alice").await;
-    for path in [format!("/v1/posts/{post}"), format!("/v1/posts?ids={post}")] {
+    for path in [
+        format!("/v1/posts/{post}"),
+        format!("/v1/posts?ids={post}"),
+        format!("/v1/posts/{post}/likes"),
+        format!("/v1/posts/{post}/comments"),
+    ] {
         for authorization in ["Bearer not.a.jwt", "Basic YWxpY2U6c2VjcmV0"] {
             let response = app
                 .request(Method::GET, &path, None)
