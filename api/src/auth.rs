@@ -25,13 +25,20 @@ pub const MAX_USER_ID_LEN: usize = 128;
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: u64 = 5;
 
-/// The claims tally reads. `sub` is the user id.
-#[derive(Debug, Serialize, Deserialize)]
+/// The claims of the tokens tally signs (development and tests). `sub` is the user id.
+#[derive(Debug, Serialize)]
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
-    #[serde(default)]
     pub iat: u64,
+}
+
+/// The claim tally reads from a verified token; validation has checked the others (`exp`,
+/// `nbf`, `iss`, `aud`). Optional here so that a token without it is refused by name
+/// ("lacks the `sub` claim") rather than as malformed.
+#[derive(Debug, Deserialize)]
+struct TokenClaims {
+    sub: Option<String>,
 }
 
 /// Why a bearer token was refused. Shown to the client: it names the defect, never the key.
@@ -174,6 +181,7 @@ impl TokenKeys {
         };
         let mut validation = Validation::new(header.alg);
         validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         // An expected issuer or audience must be present, not merely right when present
         // (jsonwebtoken checks a configured `iss`/`aud` only against claims that exist).
         let mut required = vec!["exp", "sub"];
@@ -186,8 +194,11 @@ impl TokenKeys {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)?;
-        let sub = data.claims.sub;
+        let data = jsonwebtoken::decode::<TokenClaims>(token, key, &validation)?;
+        let sub = data
+            .claims
+            .sub
+            .ok_or(AuthError::MissingClaim("sub".into()))?;
         // Postgres text cannot hold NUL: such an id could never be stored.
         if sub.is_empty() || sub.chars().count() > MAX_USER_ID_LEN || sub.contains('\0') {
             return Err(AuthError::BadSubject);

@@ -19,7 +19,6 @@ use crate::rejected_by_status;
 use crate::store::{self, AddComment, EventContext, RemoveComment, Store};
 use crate::strict_string::StrictString;
 use crate::tags::ApiTags;
-use crate::trace::valid_traceparent;
 use crate::write_limit::WriteLimiter;
 
 /// The longest comment, in characters (Unicode code points), as the database enforces.
@@ -232,9 +231,7 @@ impl CommentsApi {
             body: StrictString(body),
         } = body.0;
         let comment_id = id.unwrap_or_else(Uuid::now_v7);
-        let ctx = EventContext {
-            traceparent: valid_traceparent(traceparent.0),
-        };
+        let ctx = EventContext::from_traceparent(traceparent.0);
         let post_id = post_id.0;
         Ok(
             match store
@@ -348,9 +345,7 @@ impl CommentsApi {
         comment_id: Path<Uuid>,
     ) -> Result<DeleteCommentResponse, WriteError> {
         limiter.check(&auth.0.id)?;
-        let ctx = EventContext {
-            traceparent: valid_traceparent(traceparent.0),
-        };
+        let ctx = EventContext::from_traceparent(traceparent.0);
         let comment_id = comment_id.0;
         Ok(
             match store.remove_comment(comment_id, &auth.0.id, &ctx).await? {

@@ -26,6 +26,9 @@ impl List {
     }
 }
 
+/// The latest instant a cursor may name: 9999-12-31T23:59:59Z, in microseconds.
+const MAX_CURSOR_MICROS: i64 = 253_402_300_799_000_000;
+
 /// The sort key of the last row of a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
@@ -64,9 +67,12 @@ impl Cursor {
         if tag != list.tag() || key.is_empty() || key.contains('\0') {
             return Err(BadCursor);
         }
+        // Only instants this api could have handed out: Postgres refuses times far outside
+        // this span, and a forged one must be a 400, not a failed query.
         let created_at = micros
             .parse::<i64>()
             .ok()
+            .filter(|micros| (0..=MAX_CURSOR_MICROS).contains(micros))
             .and_then(DateTime::from_timestamp_micros)
             .ok_or(BadCursor)?;
         Ok(Self {
@@ -162,7 +168,14 @@ mod tests {
         };
         let likers = cursor.encode(List::Likers);
         assert!(Cursor::decode(List::Comments, &likers).is_err());
-        for forged in ["", "!!!", "bDEuMTIz", &URL_SAFE_NO_PAD.encode("l1.nan.bob")] {
+        for forged in [
+            "",
+            "!!!",
+            "bDEuMTIz",
+            &URL_SAFE_NO_PAD.encode("l1.nan.bob"),
+            &URL_SAFE_NO_PAD.encode("l1.-300000000000000000.bob"),
+            &URL_SAFE_NO_PAD.encode("l1.300000000000000000.bob"),
+        ] {
             assert!(Cursor::decode(List::Likers, forged).is_err(), "{forged}");
         }
     }

@@ -19,7 +19,6 @@ use crate::rejected_by_status;
 use crate::store::{AddLike, EventContext, RemoveLike, Store, ToggleLike};
 use crate::strict_string::StrictString;
 use crate::tags::ApiTags;
-use crate::trace::valid_traceparent;
 use crate::write_limit::WriteLimiter;
 
 /// One user's like of one post.
@@ -128,9 +127,8 @@ pub struct LikeToggle {
     pub post_id: Uuid,
     /// Whether the caller likes the post now.
     pub liked: bool,
-    /// The id of the event this request produced (null when a concurrent request of the
-    /// same caller had already made the change).
-    pub event_id: Option<Uuid>,
+    /// The id of the event this toggle produced (every toggle changes the like).
+    pub event_id: Uuid,
 }
 
 impl Example for LikeToggle {
@@ -138,7 +136,7 @@ impl Example for LikeToggle {
         Self {
             post_id: examples::post_id(),
             liked: true,
-            event_id: Some(examples::event_id()),
+            event_id: examples::event_id(),
         }
     }
 }
@@ -255,9 +253,7 @@ impl LikesApi {
             ))));
         }
         limiter.check(&caller)?;
-        let ctx = EventContext {
-            traceparent: valid_traceparent(traceparent.0),
-        };
+        let ctx = EventContext::from_traceparent(traceparent.0);
         let like = |created_at, event_id| {
             Json(Like {
                 post_id,
@@ -301,9 +297,7 @@ impl LikesApi {
         post_id: Path<Uuid>,
     ) -> Result<UnlikeResponse, WriteError> {
         limiter.check(&auth.0.id)?;
-        let ctx = EventContext {
-            traceparent: valid_traceparent(traceparent.0),
-        };
+        let ctx = EventContext::from_traceparent(traceparent.0);
         Ok(
             match store.remove_like(post_id.0, &auth.0.id, &ctx).await? {
                 RemoveLike::Removed { event_id } => {
@@ -338,9 +332,7 @@ impl LikesApi {
         post_id: Path<Uuid>,
     ) -> Result<ToggleResponse, WriteError> {
         limiter.check(&auth.0.id)?;
-        let ctx = EventContext {
-            traceparent: valid_traceparent(traceparent.0),
-        };
+        let ctx = EventContext::from_traceparent(traceparent.0);
         Ok(
             match store.toggle_like(post_id.0, &auth.0.id, &ctx).await? {
                 ToggleLike::Toggled { liked, event_id } => {

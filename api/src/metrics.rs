@@ -1,5 +1,6 @@
-//! The api's Prometheus metrics, served on its own port at `/metrics` (OpenMetrics text): one
-//! registry per instance, so tests can run several apis in one process.
+//! The api's Prometheus metrics, served beside the api at `/metrics` (OpenMetrics text; like
+//! `/healthz`, keep it off the public internet at the load balancer): one registry per
+//! instance, so tests can run several apis in one process.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -21,7 +21,6 @@ use crate::problem::{Problem, ServiceError, WriteError, reject};
 use crate::rejected_by_status;
 use crate::store::{CreatePost, DeletePost, EventContext, PostRow, Store, StoreError};
 use crate::tags::ApiTags;
-use crate::trace::valid_traceparent;
 use crate::write_limit::WriteLimiter;
 
 /// A post with its counts.
@@ -215,7 +214,7 @@ pub enum DeletePostResponse {
     /// The post is someone else's: only its author may delete it.
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
-    /// No such post.
+    /// No such post (or someone else's deleted one).
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }
@@ -246,9 +245,7 @@ impl PostsApi {
     ) -> Result<CreatePostResponse, WriteError> {
         limiter.check(&auth.0.id)?;
         let post_id = body.0.id.unwrap_or_else(Uuid::now_v7);
-        let ctx = EventContext {
-            traceparent: valid_traceparent(traceparent.0),
-        };
+        let ctx = EventContext::from_traceparent(traceparent.0);
         Ok(match store.create_post(post_id, &auth.0.id, &ctx).await? {
             CreatePost::Created { post, event_id } => {
                 CreatePostResponse::Created(Json(Post::from_row(post, Some(event_id))))
@@ -364,23 +361,19 @@ impl PostsApi {
             Some(event_id) => Some(wait.until_applied(&store, event_id).await?),
             None => None,
         };
-        let liked = async {
-            match &viewer {
-                Some(user) => store.liked_by(user, &[post_id.0]).await.map(Some),
-                None => Ok(None),
-            }
-        };
-        let (post, liked) = tokio::try_join!(store.get_post(post_id.0), liked)?;
-        Ok(match post {
-            Some(post) => GetPostResponse::Ok(Json(Post {
-                after_event_applied: applied,
-                ..Post::read(post, liked.as_ref())
-            })),
-            None => GetPostResponse::NotFound(Json(Problem::not_found(format!(
-                "post {} does not exist",
-                post_id.0
-            )))),
-        })
+        Ok(
+            match store.get_post_for(post_id.0, viewer.as_deref()).await? {
+                Some((post, liked_by_me)) => GetPostResponse::Ok(Json(Post {
+                    liked_by_me,
+                    after_event_applied: applied,
+                    ..Post::from_row(post, None)
+                })),
+                None => GetPostResponse::NotFound(Json(Problem::not_found(format!(
+                    "post {} does not exist",
+                    post_id.0
+                )))),
+            },
+        )
     }
 
     /// Delete a post
@@ -408,9 +401,7 @@ impl PostsApi {
         post_id: Path<Uuid>,
     ) -> Result<DeletePostResponse, WriteError> {
         limiter.check(&auth.0.id)?;
-        let ctx = EventContext {
-            traceparent: valid_traceparent(traceparent.0),
-        };
+        let ctx = EventContext::from_traceparent(traceparent.0);
         let post_id = post_id.0;
         Ok(match store.delete_post(post_id, &auth.0.id, &ctx).await? {
             DeletePost::Deleted { event_id } => {

@@ -83,6 +83,15 @@ impl Problem {
         )
     }
 
+    pub fn contended() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "contended",
+            "Service unavailable",
+            "the same like changed under this request again and again; retry after the given delay",
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -206,6 +215,10 @@ const UNAVAILABLE_RETRY_SECS: u32 = 1;
 
 impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
+        if let StoreError::Contended(_) = err {
+            tracing::warn!(error = %err, "write contended");
+            return Self::Unavailable(Json(Problem::contended()), UNAVAILABLE_RETRY_SECS);
+        }
         if err.is_unavailable() {
             tracing::warn!(error = %err, "database unavailable");
             return Self::Unavailable(Json(Problem::unavailable()), UNAVAILABLE_RETRY_SECS);

@@ -16,7 +16,6 @@ const CLOSED_BODIES: &[&str] = &["NewPost", "NewLike", "NewComment"];
 const NULLABLE_FIELDS: &[(&str, &str)] = &[
     ("Post", "event_id"),
     ("Like", "event_id"),
-    ("LikeToggle", "event_id"),
     ("Comment", "event_id"),
     ("LikersPage", "next_cursor"),
     ("CommentsPage", "next_cursor"),

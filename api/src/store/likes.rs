@@ -5,7 +5,7 @@ use tally_sql::{Event, EventType};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{EventContext, Store, StoreError, insert_outbox, live_post_author};
+use super::{CONTENDED_ATTEMPTS, EventContext, Store, StoreError, insert_outbox, live_post_author};
 
 /// What liking a post did.
 #[derive(Debug)]
@@ -31,11 +31,10 @@ pub enum RemoveLike {
 /// What toggling a like did.
 #[derive(Debug)]
 pub enum ToggleLike {
-    /// `liked`: the state after the toggle; `event_id`: the event it wrote (None when a
-    /// concurrent request of the same caller had already made that change).
+    /// `liked`: the state after the toggle; `event_id`: the event it wrote.
     Toggled {
         liked: bool,
-        event_id: Option<Uuid>,
+        event_id: Uuid,
     },
     PostNotFound,
 }
@@ -60,32 +59,40 @@ impl Store {
         let Some(author) = live_post_author(&txn, post_id).await? else {
             return Ok(AddLike::PostNotFound);
         };
-        let inserted = txn
-            .query_opt(
-                "INSERT INTO likes (post_id, user_id) VALUES ($1, $2)
-                 ON CONFLICT (post_id, user_id) DO NOTHING
-                 RETURNING created_at",
-                &[&post_id, &user_id],
-            )
-            .await?;
-        let Some(row) = inserted else {
+        // Insert, or else read the like that is there. Between the two, the caller's own
+        // concurrent unlike may remove it; then try again (each statement sees what committed
+        // before it).
+        for _ in 0..CONTENDED_ATTEMPTS {
+            let inserted = txn
+                .query_opt(
+                    "INSERT INTO likes (post_id, user_id) VALUES ($1, $2)
+                     ON CONFLICT (post_id, user_id) DO NOTHING
+                     RETURNING created_at",
+                    &[&post_id, &user_id],
+                )
+                .await?;
+            if let Some(row) = inserted {
+                let event = Event::new(EventType::LikeAdded, post_id, &author, user_id);
+                insert_outbox(&txn, &event, ctx).await?;
+                txn.commit().await?;
+                return Ok(AddLike::Added {
+                    created_at: row.get(0),
+                    event_id: event.id,
+                });
+            }
             let existing = txn
-                .query_one(
+                .query_opt(
                     "SELECT created_at FROM likes WHERE post_id = $1 AND user_id = $2",
                     &[&post_id, &user_id],
                 )
                 .await?;
-            return Ok(AddLike::AlreadyLiked {
-                created_at: existing.get(0),
-            });
-        };
-        let event = Event::new(EventType::LikeAdded, post_id, &author, user_id);
-        insert_outbox(&txn, &event, ctx).await?;
-        txn.commit().await?;
-        Ok(AddLike::Added {
-            created_at: row.get(0),
-            event_id: event.id,
-        })
+            if let Some(row) = existing {
+                return Ok(AddLike::AlreadyLiked {
+                    created_at: row.get(0),
+                });
+            }
+        }
+        Err(StoreError::Contended(CONTENDED_ATTEMPTS))
     }
 
     #[instrument(skip(self, ctx))]
@@ -129,39 +136,40 @@ impl Store {
         let Some(author) = live_post_author(&txn, post_id).await? else {
             return Ok(ToggleLike::PostNotFound);
         };
-        let removed = txn
-            .execute(
-                "DELETE FROM likes WHERE post_id = $1 AND user_id = $2",
-                &[&post_id, &user_id],
-            )
-            .await?;
-        let (liked, event_type) = if removed > 0 {
-            (false, EventType::LikeRemoved)
-        } else {
-            let inserted = txn
+        // Unlike if liked, else like. When the insert meets a like that the caller's own
+        // concurrent toggle committed after this delete looked, flip that one: two toggles
+        // are a like and an unlike, never two likes.
+        for _ in 0..CONTENDED_ATTEMPTS {
+            let removed = txn
                 .execute(
-                    "INSERT INTO likes (post_id, user_id) VALUES ($1, $2)
-                     ON CONFLICT (post_id, user_id) DO NOTHING",
+                    "DELETE FROM likes WHERE post_id = $1 AND user_id = $2",
                     &[&post_id, &user_id],
                 )
                 .await?;
-            if inserted == 0 {
-                // A concurrent request of the same caller liked it first: the state is
-                // "liked" and that request wrote the event.
-                return Ok(ToggleLike::Toggled {
-                    liked: true,
-                    event_id: None,
-                });
-            }
-            (true, EventType::LikeAdded)
-        };
-        let event = Event::new(event_type, post_id, &author, user_id);
-        insert_outbox(&txn, &event, ctx).await?;
-        txn.commit().await?;
-        Ok(ToggleLike::Toggled {
-            liked,
-            event_id: Some(event.id),
-        })
+            let (liked, event_type) = if removed > 0 {
+                (false, EventType::LikeRemoved)
+            } else {
+                let inserted = txn
+                    .execute(
+                        "INSERT INTO likes (post_id, user_id) VALUES ($1, $2)
+                         ON CONFLICT (post_id, user_id) DO NOTHING",
+                        &[&post_id, &user_id],
+                    )
+                    .await?;
+                if inserted == 0 {
+                    continue;
+                }
+                (true, EventType::LikeAdded)
+            };
+            let event = Event::new(event_type, post_id, &author, user_id);
+            insert_outbox(&txn, &event, ctx).await?;
+            txn.commit().await?;
+            return Ok(ToggleLike::Toggled {
+                liked,
+                event_id: event.id,
+            });
+        }
+        Err(StoreError::Contended(CONTENDED_ATTEMPTS))
     }
 
     /// Who likes a live post, newest first: at most `limit` after `after`. None when the

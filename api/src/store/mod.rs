@@ -30,10 +30,13 @@ pub enum StoreError {
     Disconnected(#[source] tokio_postgres::Error),
     #[error("database query failed")]
     Query(#[source] tokio_postgres::Error),
+    /// The same row kept changing under a write (the caller's own concurrent requests).
+    #[error("the row kept changing under a write; gave up after {0} attempts")]
+    Contended(usize),
 }
 
 impl StoreError {
-    /// Whether the client should retry later rather than report a bug.
+    /// Whether the database is out of reach (503), rather than a bug.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable(_) | Self::Disconnected(_))
     }
@@ -95,6 +98,20 @@ pub fn pool(database_url: &str, size: u16, timeout: Duration) -> Result<Pool, Po
 pub struct EventContext {
     pub traceparent: Option<String>,
 }
+
+impl EventContext {
+    /// The context of a request with this `traceparent` header; a malformed one is dropped
+    /// (as the W3C spec asks) rather than refusing the write.
+    pub fn from_traceparent(header: Option<String>) -> Self {
+        Self {
+            traceparent: crate::trace::valid_traceparent(header),
+        }
+    }
+}
+
+/// How often a write retries when its own row changed between two of its statements (the
+/// same user's concurrent like and unlike); each retry needs another concurrent change.
+const CONTENDED_ATTEMPTS: usize = 8;
 
 /// Postgres access for the api's handlers.
 #[derive(Debug, Clone)]

@@ -42,6 +42,7 @@ pub enum DeletePost {
     AlreadyDeleted,
     /// The post is someone else's.
     NotAuthor,
+    /// No such post, or someone else's deleted one.
     NotFound,
 }
 
@@ -117,6 +118,39 @@ impl Store {
             .collect())
     }
 
+    /// A live post with its counts and, for a signed-in reader, whether they like it: one
+    /// query on one connection.
+    #[instrument(skip(self))]
+    pub async fn get_post_for(
+        &self,
+        post_id: Uuid,
+        viewer: Option<&str>,
+    ) -> Result<Option<(PostRow, Option<bool>)>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT p.post_id, p.author_id, p.created_at,
+                        coalesce(c.likes, 0), coalesce(c.comments, 0),
+                        CASE WHEN $2::text IS NULL THEN NULL ELSE EXISTS (
+                            SELECT 1 FROM likes l WHERE l.post_id = p.post_id AND l.user_id = $2
+                        ) END
+                 FROM posts p LEFT JOIN post_counts c USING (post_id)
+                 WHERE p.post_id = $1 AND p.deleted_at IS NULL",
+                &[&post_id, &viewer],
+            )
+            .await?;
+        Ok(row.map(|row| {
+            let post = PostRow {
+                post_id: row.get(0),
+                author_id: row.get(1),
+                created_at: row.get(2),
+                likes: row.get(3),
+                comments: row.get(4),
+            };
+            (post, row.get(5))
+        }))
+    }
+
     /// Which of `post_ids` `user_id` likes, in one query (the likes primary key answers it).
     #[instrument(skip(self, post_ids), fields(ids = post_ids.len()))]
     pub async fn liked_by(
@@ -145,12 +179,11 @@ impl Store {
     ) -> Result<DeletePost, StoreError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        // FOR UPDATE: waits for the likes and comments being written to this post (they hold
-        // it FOR SHARE), and they wait for the delete and then see it.
+        // Who may delete it is read without a lock: only its author ever takes the lock, so
+        // no one else can stall the likes and comments being written to a post.
         let Some(row) = txn
             .query_opt(
-                "SELECT author_id, deleted_at IS NOT NULL FROM posts
-                 WHERE post_id = $1 FOR UPDATE",
+                "SELECT author_id, deleted_at IS NOT NULL FROM posts WHERE post_id = $1",
                 &[&post_id],
             )
             .await?
@@ -159,8 +192,22 @@ impl Store {
         };
         let (author, deleted): (String, bool) = (row.get(0), row.get(1));
         if author != user_id {
-            return Ok(DeletePost::NotAuthor);
+            // Someone else's deleted post is as gone for them as for a read.
+            return Ok(if deleted {
+                DeletePost::NotFound
+            } else {
+                DeletePost::NotAuthor
+            });
         }
+        // FOR UPDATE: waits for the likes and comments being written to this post (they hold
+        // it FOR SHARE), and they wait for the delete and then see it.
+        let deleted: bool = txn
+            .query_one(
+                "SELECT deleted_at IS NOT NULL FROM posts WHERE post_id = $1 FOR UPDATE",
+                &[&post_id],
+            )
+            .await?
+            .get(0);
         if deleted {
             return Ok(DeletePost::AlreadyDeleted);
         }

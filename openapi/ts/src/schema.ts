@@ -390,10 +390,9 @@ export interface components {
         LikeToggle: {
             /**
              * Format: uuid
-             * @description The id of the event this request produced (null when a concurrent request of the
-             *     same caller had already made the change).
+             * @description The id of the event this toggle produced (every toggle changes the like).
              */
-            event_id: string | null;
+            event_id: string;
             /** @description Whether the caller likes the post now. */
             liked: boolean;
             /**
@@ -1345,7 +1344,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such post. */
+            /** @description No such post (or someone else's deleted one). */
             404: {
                 headers: {
                     [name: string]: unknown;

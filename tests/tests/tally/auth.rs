@@ -165,6 +165,24 @@ async fn every_write_refuses_missing_malformed_expired_forged_and_unsigned_token
             )),
         ),
         (
+            "not valid for another hour (nbf)",
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    Algorithm::HS256,
+                    &secret,
+                    &json!({ "sub": "alice", "exp": now() + 7200, "nbf": now() + 3600 })
+                )
+            )),
+        ),
+        (
+            "no sub",
+            Some(format!(
+                "Bearer {}",
+                sign(Algorithm::HS256, &secret, &json!({ "exp": now() + 3600 }))
+            )),
+        ),
+        (
             "an empty sub",
             Some(format!(
                 "Bearer {}",
@@ -292,9 +310,11 @@ async fn no_one_acts_for_someone_else() {
 
 #[tokio::test]
 async fn rs256_tokens_verify_against_the_configured_public_key_and_nothing_else_does() {
-    // Arrange: an api that trusts an identity provider's RSA key (and the test HS256 key).
+    // Arrange: an api that trusts an identity provider's RSA key alone, so that a token
+    // refused here is refused for its algorithm, not for a signature no key would match.
     let app = TestApp::spawn_with_api(|config| {
         config.jwt_public_key_file = Some(fixture("rs256-public.pem"));
+        config.jwt_secret = None;
     })
     .await;
     let rs256 = sign(Algorithm::RS256, &rsa_key(), &valid_claims("idp-user"));
@@ -317,7 +337,6 @@ async fn rs256_tokens_verify_against_the_configured_public_key_and_nothing_else_
     let accepted = create(rs256).await.expect("an answer");
     let wrong_algorithm = create(es256).await.expect("an answer");
     let confusion = create(confused).await.expect("an answer");
-    let hs256 = create(app.token("hs-user")).await.expect("an answer");
 
     // Assert
     assert_eq!(accepted.status(), StatusCode::CREATED);
@@ -329,8 +348,14 @@ async fn rs256_tokens_verify_against_the_configured_public_key_and_nothing_else_
         body["detail"].as_str().is_some_and(|d| d.contains("ES256")),
         "{body}"
     );
-    assert_eq!(problem(confusion).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(hs256.status(), StatusCode::CREATED, "HS256 still works");
+    let (status, body) = problem(confusion).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("signed with HS256")),
+        "refused for its algorithm: {body}"
+    );
 
     app.stop().await;
 }
@@ -426,7 +451,7 @@ async fn a_user_writing_too_fast_gets_429_with_retry_after_and_others_and_reads_
         config.write_burst = 3;
     })
     .await;
-    let post = app.create_post("alice").await; // alice's first write
+    let post = app.create_post("alice").await;
     let toggle = |user| {
         app.request(
             Method::POST,
@@ -436,21 +461,29 @@ async fn a_user_writing_too_fast_gets_429_with_retry_after_and_others_and_reads_
         .send()
     };
 
-    // Act
-    let mut answers = Vec::new();
-    for _ in 0..3 {
-        answers.push(toggle("alice").await.expect("an answer"));
+    // Act: carol toggles until refused. At one write a second, 13 writes can only all pass
+    // if they take over 10 s: the limit, not the machine's speed, decides.
+    let mut passed = 0;
+    let mut refused = None;
+    for _ in 0..13 {
+        let answer = toggle("carol").await.expect("an answer");
+        if answer.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(answer);
+            break;
+        }
+        assert_eq!(answer.status(), StatusCode::OK);
+        passed += 1;
     }
     let bob = toggle("bob").await.expect("bob's toggle");
     let read = app
-        .request(Method::GET, &format!("/v1/posts/{post}"), Some("alice"))
+        .request(Method::GET, &format!("/v1/posts/{post}"), Some("carol"))
         .send()
         .await
         .expect("a read");
 
-    // Assert: two more toggles fit the burst, the third is refused.
-    let refused = answers.pop().expect("three answers");
-    assert!(answers.iter().all(|a| a.status() == StatusCode::OK));
+    // Assert
+    let refused = refused.expect("a 429 before 13 writes");
+    assert!(passed >= 3, "the burst of 3 passes: {passed}");
     let retry_after: u64 = refused
         .headers()
         .get("retry-after")
@@ -461,17 +494,15 @@ async fn a_user_writing_too_fast_gets_429_with_retry_after_and_others_and_reads_
     assert_eq!(problem(refused).await.0, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(bob.status(), StatusCode::OK, "the limit is per user");
     assert_eq!(read.status(), StatusCode::OK, "reads are not limited");
-    assert_eq!(
-        app.scalar_i64("SELECT count(*) FROM outbox WHERE event_type LIKE 'like.%'")
-            .await,
-        3,
-        "alice's two toggles and bob's; the refused one wrote nothing"
-    );
+    let events = app
+        .scalar_i64("SELECT count(*) FROM outbox WHERE payload->>'actor' = 'carol'")
+        .await;
+    assert_eq!(events, passed, "the refused write wrote nothing");
 
-    // And after the wait, alice may write again.
+    // And after the wait, carol may write again.
     tokio::time::sleep(Duration::from_secs(retry_after)).await;
     assert_eq!(
-        toggle("alice").await.expect("an answer").status(),
+        toggle("carol").await.expect("an answer").status(),
         StatusCode::OK
     );
 

@@ -33,6 +33,9 @@ async fn only_the_author_deletes_a_post_and_afterwards_it_and_writes_on_it_are_4
     let by_bob = delete("bob").await.expect("bob's delete");
     let by_alice = delete("alice").await.expect("alice's delete");
     let again = delete("alice").await.expect("alice's second delete");
+    let by_bob_after = delete("bob")
+        .await
+        .expect("bob's delete of the deleted post");
 
     // Assert
     assert_eq!(problem(by_bob).await.0, StatusCode::FORBIDDEN);
@@ -45,6 +48,7 @@ async fn only_the_author_deletes_a_post_and_afterwards_it_and_writes_on_it_are_4
         .to_owned();
     assert_eq!(again.status(), StatusCode::NO_CONTENT);
     assert!(!again.headers().contains_key("tally-event-id"));
+    assert_eq!(problem(by_bob_after).await.0, StatusCode::NOT_FOUND);
     let outbox: String = app
         .db
         .query_one(
@@ -157,6 +161,36 @@ async fn liked_by_me_tells_a_signed_in_reader_and_is_absent_for_anonymous_reads(
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_as_rfc_9110_says() {
+    let app = TestApp::spawn().await;
+    let post = app.create_post("alice").await;
+    let token = app.token("bob");
+    let liked = app
+        .request(Method::POST, "/v1/likes", None)
+        .header("authorization", format!("bearer {token}"))
+        .json(&json!({ "post_id": post }))
+        .send()
+        .await
+        .expect("an answer");
+    let (status, read) = {
+        let response = app
+            .request(Method::GET, &format!("/v1/posts/{post}"), None)
+            .header("authorization", format!("BEARER {token}"))
+            .send()
+            .await
+            .expect("an answer");
+        (
+            response.status(),
+            response.json::<Value>().await.unwrap_or_default(),
+        )
+    };
+    assert_eq!(liked.status(), StatusCode::CREATED);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["liked_by_me"], true, "{read}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_read_with_an_invalid_token_is_a_401_problem_not_an_anonymous_read() {
     let app = TestApp::spawn().await;
     let post = app.create_post("alice").await;
@@ -166,7 +200,11 @@ async fn a_read_with_an_invalid_token_is_a_401_problem_not_an_anonymous_read() {
         format!("/v1/posts/{post}/likes"),
         format!("/v1/posts/{post}/comments"),
     ] {
-        for authorization in ["Bearer not.a.jwt", "Basic YWxpY2U6c2VjcmV0"] {
+        for authorization in [
+            "Bearer not.a.jwt",
+            "bearer not.a.jwt",
+            "Basic YWxpY2U6c2VjcmV0",
+        ] {
             let response = app
                 .request(Method::GET, &path, None)
                 .header("authorization", authorization)
@@ -183,5 +221,83 @@ async fn a_read_with_an_invalid_token_is_a_401_problem_not_an_anonymous_read() {
             );
         }
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn writes_waiting_on_a_post_being_deleted_see_the_delete_and_write_nothing() {
+    // Arrange: a transaction holds alice's post as a delete does, while bob likes it,
+    // comments on it and deletes his comment: all three must wait for it.
+    let app = TestApp::spawn().await;
+    let post = app.create_post("alice").await;
+    let comment = app.comment("bob", &post, "before").await;
+    let events_before = app.scalar_i64("SELECT count(*) FROM outbox").await;
+    let deleter = tally_tests::connect(&tally_tests::postgres().url(&app.db_name)).await;
+    deleter
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM posts WHERE post_id = '{post}' FOR UPDATE"
+        ))
+        .await
+        .expect("locking the post");
+    let send = |method: Method, path: String, body: Option<Value>| {
+        let request = app.request(method, &path, Some("bob"));
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        tokio::spawn(request.send())
+    };
+    let like = send(
+        Method::POST,
+        "/v1/likes".into(),
+        Some(json!({ "post_id": post })),
+    );
+    let add = send(
+        Method::POST,
+        format!("/v1/posts/{post}/comments"),
+        Some(json!({ "body": "during" })),
+    );
+    let remove = send(Method::DELETE, format!("/v1/comments/{comment}"), None);
+    let waiting = TestApp::eventually(std::time::Duration::from_secs(10), || async {
+        let waiting = app
+            .scalar_i64(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await;
+        (waiting == 3).then_some(())
+    })
+    .await;
+    assert!(
+        waiting.is_some(),
+        "the three writes wait on the post's lock"
+    );
+
+    // Act: the delete commits.
+    deleter
+        .batch_execute(&format!(
+            "UPDATE posts SET deleted_at = now() WHERE post_id = '{post}'; COMMIT"
+        ))
+        .await
+        .expect("deleting the post");
+
+    // Assert
+    for (what, answer) in [("like", like), ("comment", add), ("comment delete", remove)] {
+        let response = answer.await.expect("the request task").expect("an answer");
+        let (status, body) = problem(response).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{what}: {body}");
+    }
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM outbox").await,
+        events_before,
+        "no event for writes that waited on the delete"
+    );
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM likes").await, 0);
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM comments WHERE deleted_at IS NULL")
+            .await,
+        1
+    );
+
     app.stop().await;
 }

@@ -91,3 +91,73 @@ async fn toggling_without_a_token_an_unknown_post_or_a_malformed_id_is_a_4xx_pro
 
     app.stop().await;
 }
+
+#[tokio::test]
+async fn two_toggles_at_once_are_a_like_and_an_unlike_never_two_likes() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let post_id = app.create_post("alice").await;
+
+    // Act: a double click, twenty times over.
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        let (first, second) = tokio::join!(
+            toggle(&app, Some("bob"), &post_id),
+            toggle(&app, Some("bob"), &post_id)
+        );
+        answers.push((first, second));
+    }
+
+    // Assert: each pair is one like and one unlike, each with its own event.
+    for ((first_status, first), (second_status, second)) in &answers {
+        assert_eq!(*first_status, StatusCode::OK, "{first}");
+        assert_eq!(*second_status, StatusCode::OK, "{second}");
+        let mut liked = [first["liked"].as_bool(), second["liked"].as_bool()];
+        liked.sort();
+        assert_eq!(liked, [Some(false), Some(true)], "{first} {second}");
+        assert_ne!(first["event_id"], second["event_id"]);
+    }
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM likes").await, 0);
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM outbox WHERE event_type LIKE 'like.%'")
+            .await,
+        40
+    );
+
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_like_racing_the_same_users_unlike_is_answered_2xx() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let post_id = app.create_post("alice").await;
+    let like = || {
+        app.request(Method::POST, "/v1/likes", Some("bob"))
+            .json(&serde_json::json!({ "post_id": post_id }))
+            .send()
+    };
+    let unlike = || {
+        app.request(Method::DELETE, &format!("/v1/likes/{post_id}"), Some("bob"))
+            .send()
+    };
+
+    // Act and assert: a like read back while an unlike removes it is retried, not a 500.
+    for _ in 0..30 {
+        let (a, b, c) = tokio::join!(like(), unlike(), like());
+        for response in [a, b, c] {
+            let status = response.expect("an answer").status();
+            assert!(status.is_success(), "{status}");
+        }
+    }
+    let likes = app.scalar_i64("SELECT count(*) FROM likes").await;
+    let added = app
+        .scalar_i64("SELECT count(*) FROM outbox WHERE event_type = 'like.added'")
+        .await;
+    let removed = app
+        .scalar_i64("SELECT count(*) FROM outbox WHERE event_type = 'like.removed'")
+        .await;
+    assert_eq!(added - removed, likes, "the events add up to the likes");
+
+    app.stop().await;
+}
