@@ -5,8 +5,9 @@
 //! A summed delta that would take a count below zero trips the `CHECK (... >= 0)` constraint.
 //! The batch then falls back, inside the same transaction, to a careful path that holds back
 //! only the offending events of that post: they may merely have overtaken the event they undo
-//! (another updater's batch still in flight), so they are redelivered a few times before being
-//! dead-lettered as the bug signal they then are. The rest of the batch applies either way.
+//! (another updater's batch still in flight, or one held by a killed updater until the ack wait
+//! ends), so they are redelivered for a while ([`HoldBack`]) before being dead-lettered as the
+//! bug signal they then are. The rest of the batch applies either way.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -15,6 +16,8 @@ use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 use tracing::instrument;
 use uuid::Uuid;
+
+use crate::hold_back::HoldBack;
 
 /// One message of a batch, decoded or not.
 #[derive(Debug)]
@@ -106,7 +109,7 @@ pub async fn dead_letter(
 pub async fn apply(
     txn: &Transaction<'_>,
     events: &[Incoming<'_>],
-    negative_retries: u32,
+    hold_back: HoldBack,
 ) -> Result<Vec<Verdict>, tokio_postgres::Error> {
     let mut verdicts = vec![Verdict::Duplicate; events.len()];
     if events.is_empty() {
@@ -151,7 +154,7 @@ pub async fn apply(
         }
         Err(err) => return Err(err),
     }
-    hold_back_negatives(txn, events, &mut verdicts, negative_retries).await?;
+    hold_back_negatives(txn, events, &mut verdicts, hold_back).await?;
     Ok(verdicts)
 }
 
@@ -184,7 +187,7 @@ async fn hold_back_negatives(
     txn: &Transaction<'_>,
     events: &[Incoming<'_>],
     verdicts: &mut [Verdict],
-    negative_retries: u32,
+    hold_back: HoldBack,
 ) -> Result<(), tokio_postgres::Error> {
     let mut by_post: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
     for (i, verdict) in verdicts.iter().enumerate() {
@@ -237,7 +240,7 @@ async fn hold_back_negatives(
                 continue;
             }
             held_back.push(events[i].event.id);
-            if events[i].deliveries > u64::from(negative_retries) {
+            if hold_back.exhausted(events[i].deliveries) {
                 verdicts[i] = Verdict::DeadLettered;
                 let event = events[i].event;
                 let (what, count) = if delta.likes < 0 {

@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod hold_back;
 pub mod inbox;
 pub mod metrics;
 pub mod reconcile;
@@ -32,6 +33,7 @@ pub use config::{Command, Config, ReconcileArgs};
 pub use metrics::Metrics;
 
 use crate::batch::{DeadLetter, Decoded, Incoming, Verdict};
+use crate::hold_back::HoldBack;
 use crate::metrics::MetricsServer;
 
 /// How long a failed batch waits before JetStream redelivers it.
@@ -93,6 +95,7 @@ pub struct Updater {
     metrics: Metrics,
     metrics_server: MetricsServer,
     recent: moka::future::Cache<Uuid, ()>,
+    hold_back: HoldBack,
     crash_after_commit: bool,
 }
 
@@ -182,6 +185,17 @@ impl Updater {
                 name: config.consumer.clone(),
                 source,
             })?;
+        // The consumer's own ack wait (an existing consumer keeps the one it was made with).
+        let ack_wait = consumer.cached_info().config.ack_wait;
+        let hold_back = HoldBack::new(config.negative_retries, ack_wait);
+        if hold_back.retries > config.negative_retries {
+            tracing::info!(
+                configured = config.negative_retries,
+                retries = hold_back.retries,
+                ack_wait_secs = ack_wait.as_secs(),
+                "holding back negative events for more redeliveries than configured, to outlast twice the ack wait"
+            );
+        }
         let recent = moka::future::Cache::builder()
             .time_to_live(RECENT_IDS_TTL)
             .max_capacity(RECENT_IDS_MAX)
@@ -193,6 +207,7 @@ impl Updater {
             metrics: Metrics::new(),
             metrics_server,
             recent,
+            hold_back,
             crash_after_commit: false,
         })
     }
@@ -233,6 +248,7 @@ impl Updater {
             metrics,
             metrics_server,
             recent,
+            hold_back,
             crash_after_commit,
         } = self;
         let server =
@@ -249,6 +265,7 @@ impl Updater {
             consumer,
             metrics,
             recent,
+            hold_back,
         };
 
         let mut backoff = Duration::from_millis(100);
@@ -323,6 +340,7 @@ struct Worker {
     consumer: PullConsumer,
     metrics: Metrics,
     recent: moka::future::Cache<Uuid, ()>,
+    hold_back: HoldBack,
 }
 
 impl Worker {
@@ -417,7 +435,7 @@ impl Worker {
         batch::dead_letter(&txn, &poison)
             .await
             .map_err(BatchError::Transaction)?;
-        let verdicts = batch::apply(&txn, &incoming, self.config.negative_retries)
+        let verdicts = batch::apply(&txn, &incoming, self.hold_back)
             .await
             .map_err(BatchError::Transaction)?;
         txn.commit().await.map_err(BatchError::Transaction)?;
@@ -457,7 +475,7 @@ impl Worker {
                             tracing::warn!(event_id = %event.id, post_id = %event.post_id,
                                 event_type = %event.event_type, deliveries = incoming[i].deliveries,
                                 "an event would make a count negative; redelivering it later");
-                            AckKind::Nak(Some(RETRY_DELAY * incoming[i].deliveries as u32))
+                            AckKind::Nak(Some(self.hold_back.delay(incoming[i].deliveries)))
                         }
                         Verdict::DeadLettered => {
                             counts[3] += 1;

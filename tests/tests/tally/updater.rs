@@ -265,7 +265,7 @@ async fn a_poison_event_is_dead_lettered_and_everything_after_it_is_counted() {
 
 #[tokio::test]
 async fn a_delta_that_would_make_a_count_negative_is_dead_lettered_and_the_rest_applies() {
-    // Arrange: no retries, so the bug signal is immediate.
+    // Arrange: the shortest hold (no configured retries, a 1 s ack wait: two redeliveries).
     let app = TestApp::spawn_without_updater().await;
     let (broken, fine) = (Uuid::now_v7(), Uuid::now_v7());
     publish_event(
@@ -285,6 +285,7 @@ async fn a_delta_that_would_make_a_count_negative_is_dead_lettered_and_the_rest_
     .await;
     let mut config = app.updater_config();
     config.negative_retries = 0;
+    config.ack_wait = Duration::from_secs(1);
 
     // Act: all three land in one batch.
     let updater = app
@@ -366,6 +367,61 @@ async fn an_unlike_that_overtakes_its_like_waits_for_it_instead_of_going_negativ
     assert_eq!(likes_of(&app, post).await, 0);
     assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 2);
     assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letters").await, 0);
+    updater.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unlike_waits_out_the_ack_wait_of_a_like_held_by_a_killed_updater() {
+    // Arrange: a 5 s ack wait and no configured retries (the old rule dead-lettered the
+    // unlike at once). A consumer that fetched the like and died holds it for the ack wait.
+    let app = TestApp::spawn_without_updater().await;
+    let mut config = app.updater_config();
+    config.negative_retries = 0;
+    config.ack_wait = Duration::from_secs(5);
+    let updater = tally_updater::Updater::build(config)
+        .await
+        .expect("building an updater");
+    let post = Uuid::now_v7();
+    publish_event(
+        &app,
+        &Event::new(EventType::LikeAdded, post, "author", "ann"),
+    )
+    .await;
+    {
+        use futures::StreamExt;
+        let js = app.nats.jetstream().await;
+        let stream = js.get_stream(tally_sql::STREAM).await.expect("the stream");
+        let consumer = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>("tally-updater")
+            .await
+            .expect("the durable consumer");
+        let mut held = consumer
+            .fetch()
+            .max_messages(1)
+            .messages()
+            .await
+            .expect("fetching");
+        let like = held.next().await.expect("the like").expect("a message");
+        assert!(like.subject.starts_with("tally.like.added."));
+        // Dropped unacked: JetStream redelivers it only when the ack wait ends.
+    }
+    publish_event(
+        &app,
+        &Event::new(EventType::LikeRemoved, post, "author", "ann"),
+    )
+    .await;
+
+    // Act: the updater meets the unlike first.
+    let updater = app.spawn_updater(updater).await;
+    drained(&app).await;
+
+    // Assert: held back until the like came back, then both applied.
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letters").await, 0);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 2);
+    assert_eq!(likes_of(&app, post).await, 0);
+    let text = metrics_text(updater.metrics_addr).await;
+    assert!(metric(&text, "tally_updater_negative_deferred_total") >= 1.0);
     updater.stop().await;
     app.stop().await;
 }
