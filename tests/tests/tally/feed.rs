@@ -117,3 +117,49 @@ async fn missing_empty_oversized_and_malformed_id_lists_are_400_problems() {
 
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_post_is_fetched_from_postgres_once_per_ttl_however_many_feeds_read_it() {
+    // Arrange: three posts and an unknown id, read by six feeds within the cache's TTL (a
+    // minute here, so the machine's speed cannot move an expiry into the test).
+    let app = TestApp::spawn_with_api(|config| {
+        config.counts_cache_ttl = Duration::from_secs(60);
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(app.create_post("alice").await);
+    }
+    ids.push(uuid::Uuid::now_v7().to_string());
+    let query = format!("?ids={}", ids.join(","));
+
+    // Act
+    for _ in 0..6 {
+        let (status, _) = feed(&app, &query).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    // Assert: four misses, then hits only; unknown ids are cached too.
+    let metrics = app
+        .request(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .expect("the metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let value = |result: &str| -> Option<u64> {
+        let prefix = format!("tally_api_counts_cache_lookups_total{{result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
+    };
+    assert_eq!(
+        (value("miss"), value("hit")),
+        (Some(4), Some(20)),
+        "{metrics}"
+    );
+
+    app.stop().await;
+}
