@@ -104,7 +104,8 @@ pub struct CommentsPage {
     /// At most `limit` comments, newest first.
     pub items: Vec<Comment>,
     /// Pass as `cursor` for the next page; null on the last page. Comments written while
-    /// paging land before the first page and never shift later ones.
+    /// paging never shift the pages: every comment there before the first page is listed
+    /// exactly once (unless deleted meanwhile).
     pub next_cursor: Option<String>,
 }
 

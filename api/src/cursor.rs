@@ -1,8 +1,10 @@
 //! Keyset pagination cursors for the newest-first lists (who liked a post, its comments).
 //!
 //! A cursor names the last row of a page by its sort key, `(created_at, tie-breaker)`; the
-//! next page is the rows strictly after it. Unlike an offset, rows added at the head while a
-//! client pages (new likes arrive newest first) shift nothing: no row is skipped or repeated.
+//! next page is the rows strictly after it. Unlike an offset, rows added while a client pages
+//! shift nothing: every row there before the first page is listed exactly once. (A row added
+//! meanwhile may or may not be listed: its `created_at` is its transaction's start, which can
+//! fall behind a cursor that passed while it committed.)
 //! The cursor is opaque to clients (base64url) and tagged with its list, so one from another
 //! list, or a forged one, is refused with a 400 rather than reaching the query.
 

@@ -186,8 +186,8 @@ pub struct LikersPage {
     /// At most `limit` likers, newest like first.
     pub items: Vec<Liker>,
     /// Pass as `cursor` for the next page; null on the last page. Likes made while paging
-    /// land before the first page and never shift later ones: no liker is skipped or
-    /// repeated.
+    /// never shift the pages: every user who liked the post before the first page is listed
+    /// exactly once (unless they unlike, or unlike and like again, meanwhile).
     pub next_cursor: Option<String>,
 }
 

@@ -317,7 +317,8 @@ export interface components {
             items: components["schemas"]["Comment"][];
             /**
              * @description Pass as `cursor` for the next page; null on the last page. Comments written while
-             *     paging land before the first page and never shift later ones.
+             *     paging never shift the pages: every comment there before the first page is listed
+             *     exactly once (unless deleted meanwhile).
              */
             next_cursor: string | null;
         };
@@ -436,8 +437,8 @@ export interface components {
             items: components["schemas"]["Liker"][];
             /**
              * @description Pass as `cursor` for the next page; null on the last page. Likes made while paging
-             *     land before the first page and never shift later ones: no liker is skipped or
-             *     repeated.
+             *     never shift the pages: every user who liked the post before the first page is listed
+             *     exactly once (unless they unlike, or unlike and like again, meanwhile).
              */
             next_cursor: string | null;
         };
