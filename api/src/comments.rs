@@ -12,9 +12,9 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::auth::{BearerAuth, ReaderAuth};
-use crate::cursor::{BadCursor, Cursor, List, PageRequest};
+use crate::cursor::{Cursor, List, PageRequest};
 use crate::examples;
-use crate::problem::{Problem, ServiceError, WriteError, reject};
+use crate::problem::{Problem, RequestRejected, ServiceError, WriteError, reject};
 use crate::rejected_by_status;
 use crate::store::{self, AddComment, EventContext, RemoveComment, Store};
 use crate::strict_string::StrictString;
@@ -284,26 +284,16 @@ impl CommentsApi {
         cursor: Query<Option<String>>,
     ) -> Result<ListCommentsResponse, ServiceError> {
         // The list is the same for everyone, but a token that is sent must be valid, as on
-        // every read: a client learns its token expired here too.
-        if let Err(problem) = auth.viewer(req) {
-            return Ok(ListCommentsResponse::Unauthorized(Json(problem)));
-        }
-        // A comments cursor's key is the comment id.
-        let page =
-            PageRequest::new(List::Comments, limit.0, cursor.0.as_deref()).and_then(|page| {
-                let after = match &page.after {
-                    Some(c) => Some((c.created_at, c.key.parse::<Uuid>().map_err(|_| BadCursor)?)),
-                    None => None,
-                };
-                Ok((page, after))
-            });
+        // every read: a client learns its token expired here too. A comments cursor's key is
+        // the comment id.
+        let page = auth.viewer(req).and_then(|_| {
+            let page = PageRequest::new(List::Comments, limit.0, cursor.0.as_deref())?;
+            let after = page.after_as::<Uuid>()?;
+            Ok((page, after))
+        });
         let (page, after) = match page {
             Ok(page) => page,
-            Err(err) => {
-                return Ok(ListCommentsResponse::BadRequest(Json(
-                    Problem::bad_request(err.to_string()),
-                )));
-            }
+            Err(problem) => return Ok(ListCommentsResponse::rejected(problem)),
         };
         let Some(comments) = store.comments(post_id.0, after, page.fetch()).await? else {
             return Ok(ListCommentsResponse::NotFound(Json(Problem::not_found(

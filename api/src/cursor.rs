@@ -45,6 +45,12 @@ pub struct Cursor {
 #[error("`cursor` is not a cursor this list returned; start again without one")]
 pub struct BadCursor;
 
+impl From<BadCursor> for crate::problem::Problem {
+    fn from(err: BadCursor) -> Self {
+        Self::bad_request(err.to_string())
+    }
+}
+
 impl Cursor {
     /// The opaque form handed to clients as `next_cursor`.
     pub fn encode(&self, list: List) -> String {
@@ -105,6 +111,15 @@ impl PageRequest {
             limit: limit.unwrap_or(DEFAULT_PAGE_SIZE).min(MAX_PAGE_SIZE),
             after: cursor.map(|c| Cursor::decode(list, c)).transpose()?,
         })
+    }
+
+    /// The position after which the page starts, its tie-breaker read as a `K` (e.g. the
+    /// comment id); a cursor whose key is no `K` was not issued by this list.
+    pub fn after_as<K: std::str::FromStr>(&self) -> Result<Option<(DateTime<Utc>, K)>, BadCursor> {
+        self.after
+            .as_ref()
+            .map(|c| Ok((c.created_at, c.key.parse().map_err(|_| BadCursor)?)))
+            .transpose()
     }
 
     /// How many rows to fetch: one more than the page, which tells whether another follows.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::auth::{BearerAuth, ReaderAuth};
 use crate::cursor::{Cursor, List, PageRequest};
 use crate::examples;
-use crate::problem::{Problem, ServiceError, WriteError, reject};
+use crate::problem::{Problem, RequestRejected, ServiceError, WriteError, reject};
 use crate::rejected_by_status;
 use crate::store::{AddLike, EventContext, RemoveLike, Store, ToggleLike};
 use crate::strict_string::StrictString;
@@ -377,16 +377,16 @@ impl LikesApi {
     ) -> Result<LikersResponse, ServiceError> {
         // The list is the same for everyone, but a token that is sent must be valid, as on
         // every read: a client learns its token expired here too.
-        if let Err(problem) = auth.viewer(req) {
-            return Ok(LikersResponse::Unauthorized(Json(problem)));
-        }
-        let page = match PageRequest::new(List::Likers, limit.0, cursor.0.as_deref()) {
+        let page = auth.viewer(req).and_then(|_| {
+            Ok(PageRequest::new(
+                List::Likers,
+                limit.0,
+                cursor.0.as_deref(),
+            )?)
+        });
+        let page = match page {
             Ok(page) => page,
-            Err(err) => {
-                return Ok(LikersResponse::BadRequest(Json(Problem::bad_request(
-                    err.to_string(),
-                ))));
-            }
+            Err(problem) => return Ok(LikersResponse::rejected(problem)),
         };
         let after = page.after.as_ref().map(|c| (c.created_at, c.key.as_str()));
         let Some(likers) = store.likers(post_id.0, after, page.fetch()).await? else {
