@@ -6,10 +6,12 @@
 //! The batch then falls back, inside the same transaction, to a careful path that holds back
 //! only the offending events of that post: they may merely have overtaken the event they undo
 //! (another updater's batch still in flight, or one held by a killed updater until the ack wait
-//! ends), so they are redelivered for a while ([`HoldBack`]) before being dead-lettered as the
-//! bug signal they then are. The rest of the batch applies either way.
+//! ends), so they are redelivered, their first hold recorded in `held_back`, until
+//! [`HoldBack`] says nothing they can have overtaken is still on its way; only then are they
+//! dead-lettered, as the bug signal they then are. The rest of the batch applies either way.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use tally_sql::Event;
 use tokio_postgres::Transaction;
@@ -43,6 +45,8 @@ pub struct Incoming<'a> {
     pub payload: &'a [u8],
     /// How many times JetStream has delivered this message (1 the first time).
     pub deliveries: u64,
+    /// Its sequence in the stream, to compare with the consumer's ack floor.
+    pub stream_sequence: u64,
 }
 
 /// What became of one event of the batch.
@@ -104,12 +108,14 @@ pub async fn dead_letter(
 }
 
 /// Applies `events` (distinct ids) inside `txn` and says what became of each, in order.
-/// The caller commits, then acks according to the verdicts.
+/// The caller commits, then acks according to the verdicts. `ack_floor` reads the consumer's
+/// ack floor; it is awaited only when an event held back may be dead-lettered.
 #[instrument(skip_all, fields(size = events.len()))]
 pub async fn apply(
     txn: &Transaction<'_>,
     events: &[Incoming<'_>],
     hold_back: HoldBack,
+    ack_floor: impl Future<Output = Option<u64>>,
 ) -> Result<Vec<Verdict>, tokio_postgres::Error> {
     let mut verdicts = vec![Verdict::Duplicate; events.len()];
     if events.is_empty() {
@@ -154,7 +160,7 @@ pub async fn apply(
         }
         Err(err) => return Err(err),
     }
-    hold_back_negatives(txn, events, &mut verdicts, hold_back).await?;
+    hold_back_negatives(txn, events, &mut verdicts, hold_back, ack_floor).await?;
     Ok(verdicts)
 }
 
@@ -179,6 +185,14 @@ async fn upsert(
     Ok(())
 }
 
+/// An event of the batch that cannot apply now: it would take its post's `what` count, now
+/// `count`, below zero.
+struct Held {
+    index: usize,
+    what: &'static str,
+    count: i64,
+}
+
 /// The careful path, after the summed upsert hit the non-negative constraint: lock every post
 /// of the batch (in post-id order), then per post apply all increments and as many decrements
 /// as the count allows. Deltas commute, so this order changes no final count; it only holds
@@ -188,6 +202,7 @@ async fn hold_back_negatives(
     events: &[Incoming<'_>],
     verdicts: &mut [Verdict],
     hold_back: HoldBack,
+    ack_floor: impl Future<Output = Option<u64>>,
 ) -> Result<(), tokio_postgres::Error> {
     let mut by_post: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
     for (i, verdict) in verdicts.iter().enumerate() {
@@ -219,8 +234,7 @@ async fn hold_back_negatives(
         .collect();
 
     let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
-    let mut dead = Vec::new();
-    let mut held_back = Vec::new();
+    let mut held = Vec::new();
     for (post, mut indexes) in by_post {
         let start = current.get(&post).copied().unwrap_or_default();
         let mut running = start;
@@ -229,8 +243,8 @@ async fn hold_back_negatives(
             let d = Delta::of(events[i].event);
             (d.likes + d.comments) < 0
         });
-        for i in indexes {
-            let delta = Delta::of(events[i].event);
+        for index in indexes {
+            let delta = Delta::of(events[index].event);
             let next = Delta {
                 likes: running.likes + delta.likes,
                 comments: running.comments + delta.comments,
@@ -239,31 +253,12 @@ async fn hold_back_negatives(
                 running = next;
                 continue;
             }
-            held_back.push(events[i].event.id);
-            if hold_back.exhausted(events[i].deliveries) {
-                verdicts[i] = Verdict::DeadLettered;
-                let event = events[i].event;
-                let (what, count) = if delta.likes < 0 {
-                    ("like", running.likes)
-                } else {
-                    ("comment", running.comments)
-                };
-                tracing::error!(event_id = %event.id, post_id = %post, event_type = %event.event_type,
-                    count, deliveries = events[i].deliveries,
-                    "an event would make a count negative after every redelivery: dead-lettered");
-                dead.push(DeadLetter {
-                    subject: event.subject(),
-                    event_id: Some(event.id.to_string()),
-                    payload: events[i].payload.to_vec(),
-                    reason: format!(
-                        "{} would make the {what} count of post {post} negative ({count} - 1), \
-                         still after {} deliveries",
-                        event.event_type, events[i].deliveries
-                    ),
-                });
+            let (what, count) = if delta.likes < 0 {
+                ("like", running.likes)
             } else {
-                verdicts[i] = Verdict::Deferred;
-            }
+                ("comment", running.comments)
+            };
+            held.push(Held { index, what, count });
         }
         let delta = Delta {
             likes: running.likes - start.likes,
@@ -289,10 +284,89 @@ async fn hold_back_negatives(
         )
         .await?;
     }
-    if !held_back.is_empty() {
-        txn.execute("DELETE FROM inbox WHERE event_id = ANY($1)", &[&held_back])
-            .await?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    let held_ids: Vec<Uuid> = held.iter().map(|h| events[h.index].event.id).collect();
+    txn.execute("DELETE FROM inbox WHERE event_id = ANY($1)", &[&held_ids])
+        .await?;
+    let held_for = record_holds(txn, events, &held).await?;
+
+    // The ack floor is read once, and only when some event has waited out its time.
+    let mut ack_floor = Some(ack_floor);
+    let mut floor = None;
+    let mut dead = Vec::new();
+    for Held { index, what, count } in held {
+        let incoming = events[index];
+        let event = incoming.event;
+        let held_for = held_for.get(&event.id).copied().unwrap_or_default();
+        let mut give_up = hold_back.waited_out(incoming.deliveries, held_for);
+        if give_up {
+            if let Some(read) = ack_floor.take() {
+                floor = read.await;
+            }
+            give_up = HoldBack::floor_reached(floor, incoming.stream_sequence);
+        }
+        if !give_up {
+            verdicts[index] = Verdict::Deferred;
+            continue;
+        }
+        verdicts[index] = Verdict::DeadLettered;
+        tracing::error!(event_id = %event.id, post_id = %event.post_id,
+            event_type = %event.event_type, count, deliveries = incoming.deliveries,
+            held_secs = held_for.as_secs(),
+            "an event would make a count negative though nothing before it is in flight: dead-lettered");
+        dead.push(DeadLetter {
+            subject: event.subject(),
+            event_id: Some(event.id.to_string()),
+            payload: incoming.payload.to_vec(),
+            reason: format!(
+                "{} would make the {what} count of post {} negative ({count} - 1), still after \
+                 {} s held back and {} deliveries, with every earlier event in the stream acked",
+                event.event_type,
+                event.post_id,
+                held_for.as_secs(),
+                incoming.deliveries
+            ),
+        });
     }
     dead_letter(txn, &dead).await?;
     Ok(())
+}
+
+/// Records each held event in `held_back` (the first hold sets `first_held_at`) and returns
+/// how long each has been held. Rows are written in event-id order, so two updaters holding
+/// the same events (a redelivery racing the original) cannot deadlock.
+async fn record_holds(
+    txn: &Transaction<'_>,
+    events: &[Incoming<'_>],
+    held: &[Held],
+) -> Result<HashMap<Uuid, Duration>, tokio_postgres::Error> {
+    let mut rows: Vec<(Uuid, Uuid, &str)> = held
+        .iter()
+        .map(|h| {
+            let event = events[h.index].event;
+            (event.id, event.post_id, event.event_type.as_str())
+        })
+        .collect();
+    rows.sort_unstable();
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let posts: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
+    let types: Vec<&str> = rows.iter().map(|r| r.2).collect();
+    Ok(txn
+        .query(
+            "INSERT INTO held_back AS h (event_id, post_id, event_type)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])
+             ON CONFLICT (event_id) DO UPDATE
+             SET last_held_at = now(), holds = h.holds + 1
+             RETURNING event_id, extract(epoch FROM now() - first_held_at)::float8",
+            &[&ids, &posts, &types],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let secs: f64 = row.get(1);
+            (row.get(0), Duration::from_secs_f64(secs.max(0.0)))
+        })
+        .collect())
 }

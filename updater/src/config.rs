@@ -72,9 +72,9 @@ pub struct Config {
           default_value = "30", value_parser = parse_secs)]
     pub ack_wait: Duration,
 
-    /// How many times, at least, an event that would make a count negative is redelivered
-    /// (it may just have overtaken the event it undoes) before it is dead-lettered. Raised as
-    /// needed so the hold outlasts twice the consumer's ack wait.
+    /// How many times, at least, an event that would make a count negative is delivered
+    /// (it may just have overtaken the event it undoes) before it is dead-lettered. It is also
+    /// held for twice the consumer's ack wait, and until every earlier event is acked.
     #[arg(
         long,
         env = "TALLY_UPDATER_NEGATIVE_RETRIES",

@@ -1,13 +1,18 @@
-//! How long an event that would make a count negative is held back before it is
+//! When an event that would make a count negative is redelivered, and when it is
 //! dead-lettered.
 //!
-//! Such an event (an unlike, a comment removal) has usually overtaken the event it undoes:
-//! JetStream delivers in stream order, so the like was delivered first, but to an updater
-//! that did not ack it, and it comes back only when the consumer's ack wait ends. An updater
-//! killed holding the like makes that a whole ack wait (30 s by default) after the unlike's
-//! first delivery. So the unlike is held, with redeliveries spaced out, for at least twice the
-//! ack wait before it counts as a bug and is dead-lettered: never before the like can have
-//! come back.
+//! Such an event (an unlike, a comment removal) has usually overtaken the event it undoes.
+//! JetStream delivers in stream order, so the like was delivered first, but to an updater that
+//! did not ack it (another instance mid-batch, or one killed holding it), and it comes back only
+//! when the consumer's ack wait ends. The relay can also store the unlike first: a publish lost
+//! to a nats-server restart is sent again after later ones were stored.
+//!
+//! So the unlike is redelivered, with pauses doubling up to the ack wait, and dead-lettered
+//! only when both of these hold:
+//! - it has been held for twice the ack wait, timed in the database from its first hold (a
+//!   delivery count is no clock: failed batches and killed updaters use up deliveries too);
+//! - every message before it in the stream is acked (the consumer's ack floor has reached it),
+//!   so nothing it can have overtaken is still held by any updater, alive or dead.
 
 use std::time::Duration;
 
@@ -19,23 +24,19 @@ const FIRST_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoldBack {
     ack_wait: Duration,
-    /// Redeliveries before dead-lettering: the configured number, or more when that would not
-    /// outlast twice the ack wait.
-    pub retries: u32,
+    /// Deliveries an event needs, at least, before it is dead-lettered
+    /// (`TALLY_UPDATER_NEGATIVE_RETRIES`).
+    min_deliveries: u32,
 }
 
 impl HoldBack {
     /// The policy for a consumer whose ack wait is `ack_wait`, with at least `retries`
-    /// redeliveries (`TALLY_UPDATER_NEGATIVE_RETRIES`).
+    /// redeliveries (`TALLY_UPDATER_NEGATIVE_RETRIES`) before a dead letter.
     pub fn new(retries: u32, ack_wait: Duration) -> Self {
-        let mut policy = Self {
+        Self {
             ack_wait: ack_wait.max(FIRST_DELAY),
-            retries,
-        };
-        while policy.held_for(policy.retries) < 2 * policy.ack_wait {
-            policy.retries += 1;
+            min_deliveries: retries,
         }
-        policy
     }
 
     /// The pause before the next delivery of an event delivered `deliveries` times so far.
@@ -48,14 +49,16 @@ impl HoldBack {
             .min(self.ack_wait)
     }
 
-    /// Whether an event delivered `deliveries` times has been held long enough.
-    pub fn exhausted(&self, deliveries: u64) -> bool {
-        deliveries > u64::from(self.retries)
+    /// Whether an event delivered `deliveries` times, first held back `held_for` ago, has
+    /// waited long enough. It is dead-lettered only if, besides, the ack floor has reached it.
+    pub fn waited_out(&self, deliveries: u64, held_for: Duration) -> bool {
+        deliveries > u64::from(self.min_deliveries) && held_for >= 2 * self.ack_wait
     }
 
-    /// How long an event is held over its first `retries` redeliveries.
-    fn held_for(&self, retries: u32) -> Duration {
-        (1..=u64::from(retries)).map(|d| self.delay(d)).sum()
+    /// Whether every message before stream sequence `sequence` is acked, by the consumer's ack
+    /// floor `floor` (None when it could not be read: then nothing is known to be acked).
+    pub fn floor_reached(floor: Option<u64>, sequence: u64) -> bool {
+        floor.is_some_and(|floor| floor.saturating_add(1) >= sequence)
     }
 }
 
@@ -64,23 +67,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_hold_outlasts_twice_the_ack_wait_whatever_the_configured_retries() {
+    fn the_hold_lasts_twice_the_ack_wait_however_many_deliveries_it_took() {
         let policy = HoldBack::new(5, Duration::from_secs(30));
-        // 1 + 2 + 4 + 8 + 16 + 30 = 61 s >= 60 s.
-        assert_eq!(policy.retries, 6);
-        assert!(policy.held_for(policy.retries) >= Duration::from_secs(60));
-        assert_eq!(
-            policy.delay(6),
-            Duration::from_secs(30),
-            "capped at the ack wait"
-        );
-        assert!(!policy.exhausted(6));
-        assert!(policy.exhausted(7));
+        // Failed batches redeliver every second: many deliveries are no reason to give up.
+        assert!(!policy.waited_out(50, Duration::from_secs(59)));
+        assert!(policy.waited_out(50, Duration::from_secs(60)));
+        // Nor is a long time with fewer deliveries than configured.
+        assert!(!policy.waited_out(5, Duration::from_secs(600)));
+        assert!(policy.waited_out(6, Duration::from_secs(600)));
     }
 
     #[test]
-    fn more_configured_retries_are_kept() {
-        assert_eq!(HoldBack::new(10, Duration::from_secs(1)).retries, 10);
-        assert_eq!(HoldBack::new(0, Duration::from_secs(1)).retries, 2);
+    fn redeliveries_double_from_a_second_up_to_the_ack_wait() {
+        let policy = HoldBack::new(0, Duration::from_secs(30));
+        let delays: Vec<u64> = (1..=7).map(|d| policy.delay(d).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(policy.delay(u64::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_floor_is_reached_when_every_earlier_message_is_acked() {
+        assert!(HoldBack::floor_reached(Some(41), 42));
+        assert!(HoldBack::floor_reached(Some(50), 42));
+        assert!(!HoldBack::floor_reached(Some(40), 42));
+        assert!(!HoldBack::floor_reached(None, 42));
+        assert!(HoldBack::floor_reached(Some(u64::MAX), 1));
     }
 }

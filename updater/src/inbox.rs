@@ -1,6 +1,7 @@
 //! Pruning the inbox: an event id only has to stay while its event can still be redelivered,
 //! i.e. for longer than the stream keeps events. Older ids are deleted in small batches so no
-//! statement holds many row locks or bloats one transaction.
+//! statement holds many row locks or bloats one transaction. `held_back` rows go once their
+//! event is applied or dead-lettered.
 
 use std::time::Duration;
 
@@ -34,4 +35,22 @@ pub async fn prune(
             return Ok(total);
         }
     }
+}
+
+/// Deletes `held_back` rows whose event has since been applied or dead-lettered, or that are
+/// older than `retention` (their event can no longer be delivered), and returns how many went.
+#[instrument(skip(client))]
+pub async fn prune_held_back(
+    client: &tokio_postgres::Client,
+    retention: Duration,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM held_back h
+             WHERE h.first_held_at < now() - make_interval(secs => $1)
+                OR EXISTS (SELECT 1 FROM inbox i WHERE i.event_id = h.event_id)
+                OR EXISTS (SELECT 1 FROM dead_letters d WHERE d.event_id = h.event_id::text)",
+            &[&retention.as_secs_f64()],
+        )
+        .await
 }

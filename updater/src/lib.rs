@@ -188,14 +188,6 @@ impl Updater {
         // The consumer's own ack wait (an existing consumer keeps the one it was made with).
         let ack_wait = consumer.cached_info().config.ack_wait;
         let hold_back = HoldBack::new(config.negative_retries, ack_wait);
-        if hold_back.retries > config.negative_retries {
-            tracing::info!(
-                configured = config.negative_retries,
-                retries = hold_back.retries,
-                ack_wait_secs = ack_wait.as_secs(),
-                "holding back negative events for more redeliveries than configured, to outlast twice the ack wait"
-            );
-        }
         let recent = moka::future::Cache::builder()
             .time_to_live(RECENT_IDS_TTL)
             .max_capacity(RECENT_IDS_MAX)
@@ -417,13 +409,15 @@ impl Worker {
         }
         let incoming: Vec<Incoming<'_>> = events
             .iter()
-            .map(|(event, index)| Incoming {
-                event,
-                payload: &messages[*index].payload,
-                deliveries: messages[*index]
-                    .info()
-                    .map(|info| info.delivered.max(1) as u64)
-                    .unwrap_or(1),
+            .map(|(event, index)| {
+                let info = messages[*index].info().ok();
+                Incoming {
+                    event,
+                    payload: &messages[*index].payload,
+                    deliveries: info.as_ref().map_or(1, |i| i.delivered.max(1) as u64),
+                    // Unknown: taken as the newest, so the ack floor never vouches for it.
+                    stream_sequence: info.map_or(u64::MAX, |i| i.stream_sequence),
+                }
             })
             .collect();
 
@@ -435,7 +429,16 @@ impl Worker {
         batch::dead_letter(&txn, &poison)
             .await
             .map_err(BatchError::Transaction)?;
-        let verdicts = batch::apply(&txn, &incoming, self.hold_back)
+        let ack_floor = async {
+            match self.consumer.get_info().await {
+                Ok(info) => Some(info.ack_floor.stream_sequence),
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not read the consumer's ack floor; holding back");
+                    None
+                }
+            }
+        };
+        let verdicts = batch::apply(&txn, &incoming, self.hold_back, ack_floor)
             .await
             .map_err(BatchError::Transaction)?;
         txn.commit().await.map_err(BatchError::Transaction)?;
@@ -543,6 +546,11 @@ async fn prune_periodically(
                 }
             }
             Err(err) => tracing::warn!(error = %err, "inbox pruning failed; retrying later"),
+        }
+        match inbox::prune_held_back(&client, retention).await {
+            Ok(deleted) if deleted > 0 => tracing::info!(deleted, "held_back pruned"),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "held_back pruning failed; retrying later"),
         }
     }
 }

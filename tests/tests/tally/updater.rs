@@ -265,7 +265,7 @@ async fn a_poison_event_is_dead_lettered_and_everything_after_it_is_counted() {
 
 #[tokio::test]
 async fn a_delta_that_would_make_a_count_negative_is_dead_lettered_and_the_rest_applies() {
-    // Arrange: the shortest hold (no configured retries, a 1 s ack wait: two redeliveries).
+    // Arrange: the shortest hold (no configured retries, a 1 s ack wait: held 2 s).
     let app = TestApp::spawn_without_updater().await;
     let (broken, fine) = (Uuid::now_v7(), Uuid::now_v7());
     publish_event(
@@ -422,6 +422,159 @@ async fn an_unlike_waits_out_the_ack_wait_of_a_like_held_by_a_killed_updater() {
     assert_eq!(likes_of(&app, post).await, 0);
     let text = metrics_text(updater.metrics_addr).await;
     assert!(metric(&text, "tally_updater_negative_deferred_total") >= 1.0);
+    updater.stop().await;
+    app.stop().await;
+}
+
+/// Waits until the updater's `name` counter reaches `at_least`.
+async fn counter_reaches(addr: std::net::SocketAddr, name: &str, at_least: f64) -> bool {
+    TestApp::eventually(Duration::from_secs(30), || async {
+        (metric(&metrics_text(addr).await, name) >= at_least).then_some(())
+    })
+    .await
+    .is_some()
+}
+
+#[tokio::test]
+async fn batches_failing_while_postgres_refuses_do_not_use_up_an_unlikes_hold() {
+    // Arrange: a 10 s ack wait holds an unlike for 20 s. The old rule counted deliveries
+    // instead (6 here), and every failed batch is a delivery a second later.
+    let app = TestApp::spawn_without_updater().await;
+    let mut config = app.updater_config();
+    config.negative_retries = 0;
+    config.ack_wait = Duration::from_secs(10);
+    let updater = app
+        .spawn_updater(
+            tally_updater::Updater::build(config)
+                .await
+                .expect("building an updater"),
+        )
+        .await;
+    let post = Uuid::now_v7();
+    publish_event(
+        &app,
+        &Event::new(EventType::LikeRemoved, post, "author", "ann"),
+    )
+    .await;
+    let addr = updater.metrics_addr;
+    assert!(
+        counter_reaches(addr, "tally_updater_negative_deferred_total", 1.0).await,
+        "the unlike was never held back"
+    );
+
+    // Act: Postgres refuses the updater's batches for six deliveries of the unlike, then takes
+    // them again; the like comes only after the unlike has been looked at once more.
+    app.db
+        .batch_execute("REVOKE INSERT ON inbox FROM tally_updater")
+        .await
+        .expect("revoking");
+    assert!(
+        counter_reaches(addr, "tally_updater_batches_failed_total", 6.0).await,
+        "batches kept applying without INSERT on the inbox"
+    );
+    app.db
+        .batch_execute("GRANT INSERT ON inbox TO tally_updater")
+        .await
+        .expect("granting");
+    let looked_at_again = TestApp::eventually(Duration::from_secs(30), || async {
+        let text = metrics_text(addr).await;
+        let deferred = metric(&text, "tally_updater_negative_deferred_total");
+        let dead = metric(
+            &text,
+            "tally_updater_dead_letters_total{reason=\"negative\"}",
+        );
+        (deferred + dead >= 2.0).then_some(())
+    })
+    .await;
+    assert!(looked_at_again.is_some(), "the unlike was not redelivered");
+    publish_event(
+        &app,
+        &Event::new(EventType::LikeAdded, post, "author", "ann"),
+    )
+    .await;
+    drained(&app).await;
+
+    // Assert
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letters").await, 0);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 2);
+    assert_eq!(likes_of(&app, post).await, 0);
+    updater.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unlike_is_held_while_an_earlier_event_is_unacked_however_long_that_takes() {
+    // Arrange: a 1 s ack wait would give the unlike up after 2 s. The like before it is held
+    // by a slow consumer that keeps asking for more time, as an updater stuck on a lock would.
+    let app = TestApp::spawn_without_updater().await;
+    let mut config = app.updater_config();
+    config.negative_retries = 0;
+    config.ack_wait = Duration::from_secs(1);
+    let updater = tally_updater::Updater::build(config)
+        .await
+        .expect("building an updater");
+    let post = Uuid::now_v7();
+    publish_event(
+        &app,
+        &Event::new(EventType::LikeAdded, post, "author", "ann"),
+    )
+    .await;
+    let js = app.nats.jetstream().await;
+    let consumer = js
+        .get_stream(tally_sql::STREAM)
+        .await
+        .expect("the stream")
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("tally-updater")
+        .await
+        .expect("the durable consumer");
+    let mut fetched = consumer
+        .fetch()
+        .max_messages(1)
+        .messages()
+        .await
+        .expect("fetching");
+    let like = {
+        use futures::StreamExt;
+        fetched.next().await.expect("the like").expect("a message")
+    };
+    publish_event(
+        &app,
+        &Event::new(EventType::LikeRemoved, post, "author", "ann"),
+    )
+    .await;
+
+    // Act: the updater meets the unlike while the like stays in progress for 6 s, three
+    // times what the time rule alone would wait; then the like is let go unacked.
+    let updater = app.spawn_updater(updater).await;
+    for _ in 0..20 {
+        like.ack_with(async_nats::jetstream::AckKind::Progress)
+            .await
+            .expect("asking for more time");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    drop(like);
+    drained(&app).await;
+
+    // Assert: held past twice the ack wait, never dead-lettered, then both applied.
+    let held_secs: f64 = app
+        .db
+        .query_one(
+            "SELECT extract(epoch FROM last_held_at - first_held_at)::float8 FROM held_back",
+            &[],
+        )
+        .await
+        .expect("the unlike's hold")
+        .get(0);
+    assert!(held_secs >= 2.0, "held only {held_secs} s");
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letters").await, 0);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 2);
+    assert_eq!(likes_of(&app, post).await, 0);
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM events_held_back")
+            .await,
+        0,
+        "the view lists only what is still held"
+    );
     updater.stop().await;
     app.stop().await;
 }
