@@ -89,6 +89,55 @@ fn metric(text: &str, prefix: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Publishes ann's like or unlike of `post`.
+async fn publish_anns(app: &TestApp, kind: EventType, post: Uuid) {
+    publish_event(app, &Event::new(kind, post, "author", "ann")).await;
+}
+
+/// An updater, built but not running, with no configured redeliveries, so only the ack wait
+/// and the ack floor decide how long it holds back an event that would go negative.
+async fn updater_holding_back_by_time(app: &TestApp, ack_wait: Duration) -> tally_updater::Updater {
+    let mut config = app.updater_config();
+    config.negative_retries = 0;
+    config.ack_wait = ack_wait;
+    tally_updater::Updater::build(config)
+        .await
+        .expect("building an updater")
+}
+
+/// Takes the next message off the durable consumer as another updater instance would, and
+/// returns it unacked: JetStream keeps it from everyone else until its ack wait ends.
+async fn take_as_another_updater(app: &TestApp) -> async_nats::jetstream::Message {
+    use futures::StreamExt;
+    let js = app.nats.jetstream().await;
+    let consumer = js
+        .get_stream(tally_sql::STREAM)
+        .await
+        .expect("the stream")
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("tally-updater")
+        .await
+        .expect("the durable consumer");
+    let mut fetched = consumer
+        .fetch()
+        .max_messages(1)
+        .messages()
+        .await
+        .expect("fetching");
+    fetched
+        .next()
+        .await
+        .expect("a message to take")
+        .expect("a message")
+}
+
+/// A like and its unlike on `post` were both applied: the count is back to zero, both ids are
+/// in the inbox, and nothing was dead-lettered.
+async fn like_and_unlike_both_applied(app: &TestApp, post: Uuid) {
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letters").await, 0);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 2);
+    assert_eq!(likes_of(app, post).await, 0);
+}
+
 fn options(fix: bool) -> Options {
     Options {
         post: None,
@@ -158,11 +207,7 @@ async fn a_crash_between_commit_and_ack_is_counted_once() {
         .crash_after_commit();
     let crashing = app.spawn_updater(crashing).await;
     let post = Uuid::now_v7();
-    publish_event(
-        &app,
-        &Event::new(EventType::LikeAdded, post, "author", "ann"),
-    )
-    .await;
+    publish_anns(&app, EventType::LikeAdded, post).await;
 
     // Act: the first updater commits, then "dies" before acking.
     crashing.finished().await;
@@ -345,28 +390,21 @@ async fn an_unlike_that_overtakes_its_like_waits_for_it_instead_of_going_negativ
     let post = Uuid::now_v7();
 
     // Act: the unlike arrives first (as when another updater still holds the like).
-    publish_event(
-        &app,
-        &Event::new(EventType::LikeRemoved, post, "author", "ann"),
-    )
-    .await;
-    let deferred = TestApp::eventually(Duration::from_secs(10), || async {
-        let text = metrics_text(updater.metrics_addr).await;
-        (metric(&text, "tally_updater_negative_deferred_total") >= 1.0).then_some(())
-    })
-    .await;
-    assert!(deferred.is_some(), "the unlike was never held back");
-    publish_event(
-        &app,
-        &Event::new(EventType::LikeAdded, post, "author", "ann"),
-    )
-    .await;
+    publish_anns(&app, EventType::LikeRemoved, post).await;
+    assert!(
+        counter_reaches(
+            updater.metrics_addr,
+            "tally_updater_negative_deferred_total",
+            1.0
+        )
+        .await,
+        "the unlike was never held back"
+    );
+    publish_anns(&app, EventType::LikeAdded, post).await;
     drained(&app).await;
 
     // Assert
-    assert_eq!(likes_of(&app, post).await, 0);
-    assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 2);
-    assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letters").await, 0);
+    like_and_unlike_both_applied(&app, post).await;
     updater.stop().await;
     app.stop().await;
 }
@@ -376,50 +414,21 @@ async fn an_unlike_waits_out_the_ack_wait_of_a_like_held_by_a_killed_updater() {
     // Arrange: a 5 s ack wait and no configured retries (the old rule dead-lettered the
     // unlike at once). A consumer that fetched the like and died holds it for the ack wait.
     let app = TestApp::spawn_without_updater().await;
-    let mut config = app.updater_config();
-    config.negative_retries = 0;
-    config.ack_wait = Duration::from_secs(5);
-    let updater = tally_updater::Updater::build(config)
-        .await
-        .expect("building an updater");
+    let updater = updater_holding_back_by_time(&app, Duration::from_secs(5)).await;
     let post = Uuid::now_v7();
-    publish_event(
-        &app,
-        &Event::new(EventType::LikeAdded, post, "author", "ann"),
-    )
-    .await;
-    {
-        use futures::StreamExt;
-        let js = app.nats.jetstream().await;
-        let stream = js.get_stream(tally_sql::STREAM).await.expect("the stream");
-        let consumer = stream
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>("tally-updater")
-            .await
-            .expect("the durable consumer");
-        let mut held = consumer
-            .fetch()
-            .max_messages(1)
-            .messages()
-            .await
-            .expect("fetching");
-        let like = held.next().await.expect("the like").expect("a message");
-        assert!(like.subject.starts_with("tally.like.added."));
-        // Dropped unacked: JetStream redelivers it only when the ack wait ends.
-    }
-    publish_event(
-        &app,
-        &Event::new(EventType::LikeRemoved, post, "author", "ann"),
-    )
-    .await;
+    publish_anns(&app, EventType::LikeAdded, post).await;
+    let like = take_as_another_updater(&app).await;
+    assert!(like.subject.starts_with("tally.like.added."));
+    // Dropped unacked: JetStream redelivers it only when the ack wait ends.
+    drop(like);
+    publish_anns(&app, EventType::LikeRemoved, post).await;
 
     // Act: the updater meets the unlike first.
     let updater = app.spawn_updater(updater).await;
     drained(&app).await;
 
     // Assert: held back until the like came back, then both applied.
-    assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letters").await, 0);
-    assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 2);
-    assert_eq!(likes_of(&app, post).await, 0);
+    like_and_unlike_both_applied(&app, post).await;
     let text = metrics_text(updater.metrics_addr).await;
     assert!(metric(&text, "tally_updater_negative_deferred_total") >= 1.0);
     updater.stop().await;
@@ -440,22 +449,11 @@ async fn batches_failing_while_postgres_refuses_do_not_use_up_an_unlikes_hold() 
     // Arrange: a 10 s ack wait holds an unlike for 20 s. The old rule counted deliveries
     // instead (6 here), and every failed batch is a delivery a second later.
     let app = TestApp::spawn_without_updater().await;
-    let mut config = app.updater_config();
-    config.negative_retries = 0;
-    config.ack_wait = Duration::from_secs(10);
     let updater = app
-        .spawn_updater(
-            tally_updater::Updater::build(config)
-                .await
-                .expect("building an updater"),
-        )
+        .spawn_updater(updater_holding_back_by_time(&app, Duration::from_secs(10)).await)
         .await;
     let post = Uuid::now_v7();
-    publish_event(
-        &app,
-        &Event::new(EventType::LikeRemoved, post, "author", "ann"),
-    )
-    .await;
+    publish_anns(&app, EventType::LikeRemoved, post).await;
     let addr = updater.metrics_addr;
     assert!(
         counter_reaches(addr, "tally_updater_negative_deferred_total", 1.0).await,
@@ -487,17 +485,11 @@ async fn batches_failing_while_postgres_refuses_do_not_use_up_an_unlikes_hold() 
     })
     .await;
     assert!(looked_at_again.is_some(), "the unlike was not redelivered");
-    publish_event(
-        &app,
-        &Event::new(EventType::LikeAdded, post, "author", "ann"),
-    )
-    .await;
+    publish_anns(&app, EventType::LikeAdded, post).await;
     drained(&app).await;
 
     // Assert
-    assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letters").await, 0);
-    assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 2);
-    assert_eq!(likes_of(&app, post).await, 0);
+    like_and_unlike_both_applied(&app, post).await;
     updater.stop().await;
     app.stop().await;
 }
@@ -507,41 +499,11 @@ async fn an_unlike_is_held_while_an_earlier_event_is_unacked_however_long_that_t
     // Arrange: a 1 s ack wait would give the unlike up after 2 s. The like before it is held
     // by a slow consumer that keeps asking for more time, as an updater stuck on a lock would.
     let app = TestApp::spawn_without_updater().await;
-    let mut config = app.updater_config();
-    config.negative_retries = 0;
-    config.ack_wait = Duration::from_secs(1);
-    let updater = tally_updater::Updater::build(config)
-        .await
-        .expect("building an updater");
+    let updater = updater_holding_back_by_time(&app, Duration::from_secs(1)).await;
     let post = Uuid::now_v7();
-    publish_event(
-        &app,
-        &Event::new(EventType::LikeAdded, post, "author", "ann"),
-    )
-    .await;
-    let js = app.nats.jetstream().await;
-    let consumer = js
-        .get_stream(tally_sql::STREAM)
-        .await
-        .expect("the stream")
-        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("tally-updater")
-        .await
-        .expect("the durable consumer");
-    let mut fetched = consumer
-        .fetch()
-        .max_messages(1)
-        .messages()
-        .await
-        .expect("fetching");
-    let like = {
-        use futures::StreamExt;
-        fetched.next().await.expect("the like").expect("a message")
-    };
-    publish_event(
-        &app,
-        &Event::new(EventType::LikeRemoved, post, "author", "ann"),
-    )
-    .await;
+    publish_anns(&app, EventType::LikeAdded, post).await;
+    let like = take_as_another_updater(&app).await;
+    publish_anns(&app, EventType::LikeRemoved, post).await;
 
     // Act: the updater meets the unlike while the like stays in progress for 6 s, three
     // times what the time rule alone would wait; then the like is let go unacked.
@@ -566,9 +528,7 @@ async fn an_unlike_is_held_while_an_earlier_event_is_unacked_however_long_that_t
         .expect("the unlike's hold")
         .get(0);
     assert!(held_secs >= 2.0, "held only {held_secs} s");
-    assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letters").await, 0);
-    assert_eq!(app.scalar_i64("SELECT count(*) FROM inbox").await, 2);
-    assert_eq!(likes_of(&app, post).await, 0);
+    like_and_unlike_both_applied(&app, post).await;
     assert_eq!(
         app.scalar_i64("SELECT count(*) FROM events_held_back")
             .await,
