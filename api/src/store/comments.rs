@@ -182,21 +182,14 @@ impl Store {
                 &[&post_id, &after_at, &after_id, &limit],
             )
             .await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            rows.iter()
-                .filter_map(|row| {
-                    Some(Comment {
-                        comment_id: row.get::<_, Option<Uuid>>(0)?,
-                        post_id,
-                        author_id: row.get::<_, Option<String>>(1)?,
-                        body: row.get::<_, Option<String>>(2)?,
-                        created_at: row.get::<_, Option<DateTime<Utc>>>(3)?,
-                    })
-                })
-                .collect(),
-        ))
+        Ok(super::page_through_post(&rows, |row| {
+            Some(Comment {
+                comment_id: row.get::<_, Option<Uuid>>(0)?,
+                post_id,
+                author_id: row.get::<_, Option<String>>(1)?,
+                body: row.get::<_, Option<String>>(2)?,
+                created_at: row.get::<_, Option<DateTime<Utc>>>(3)?,
+            })
+        }))
     }
 }

@@ -199,18 +199,11 @@ impl Store {
                 &[&post_id, &after_at, &after_user, &limit],
             )
             .await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            rows.iter()
-                .filter_map(|row| {
-                    Some(Liker {
-                        user_id: row.get::<_, Option<String>>(0)?,
-                        created_at: row.get::<_, Option<DateTime<Utc>>>(1)?,
-                    })
-                })
-                .collect(),
-        ))
+        Ok(super::page_through_post(&rows, |row| {
+            Some(Liker {
+                user_id: row.get::<_, Option<String>>(0)?,
+                created_at: row.get::<_, Option<DateTime<Utc>>>(1)?,
+            })
+        }))
     }
 }

@@ -113,6 +113,16 @@ impl EventContext {
 /// same user's concurrent like and unlike); each retry needs another concurrent change.
 const CONTENDED_ATTEMPTS: usize = 8;
 
+/// The items of a keyset page read through its post (`posts LEFT JOIN LATERAL` the page):
+/// no row at all means no live post (None); a lone row of NULLs, a post with nothing on this
+/// page, which `item` skips by returning None.
+fn page_through_post<T>(
+    rows: &[tokio_postgres::Row],
+    item: impl Fn(&tokio_postgres::Row) -> Option<T>,
+) -> Option<Vec<T>> {
+    (!rows.is_empty()).then(|| rows.iter().filter_map(item).collect())
+}
+
 /// Postgres access for the api's handlers.
 #[derive(Debug, Clone)]
 pub struct Store {
