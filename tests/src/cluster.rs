@@ -66,8 +66,19 @@ fn reuse(url: &str) -> PgCluster {
     }
 }
 
-/// A free loopback port (racy in theory; the servers fail loudly if it was taken).
+/// A free loopback port, picked at random below the kernel's ephemeral range (32768 and up
+/// on Linux). Ports in that range are handed out as the local ports of outgoing connections,
+/// and the tests open thousands, so a port found free there can be taken before the server
+/// binds it (and a server restarted on its port after a kill would find it gone). Here only
+/// another test picking the same port can take it: `pg_ctl start` then fails, and a
+/// nats-server's start sees another server's greeting and picks again.
 pub fn free_port() -> u16 {
+    for _ in 0..1_000 {
+        let port = fastrand::u16(20_000..32_768);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -319,8 +330,16 @@ impl NatsServer {
             jetstream,
             child: None,
         };
-        server.launch().await;
-        server
+        // A free port can be taken again before the server binds it (by another test's
+        // server, or as the local port of some connection): then the server exits, and
+        // whatever holds the port must not pass for it. Another port is tried.
+        for _ in 0..5 {
+            if server.launch().await {
+                return server;
+            }
+            server.port = free_port();
+        }
+        panic!("nats-server exited at start on five free ports in a row");
     }
 
     /// Kills the server (SIGKILL) and waits until it is gone; its store stays.
@@ -334,18 +353,35 @@ impl NatsServer {
     /// Starts the stopped server again on the same port and store directory.
     pub async fn start_again(&mut self) {
         assert!(self.child.is_none(), "nats-server is still running");
-        self.launch().await;
+        assert!(
+            self.launch().await,
+            "nats-server could not start again on port {} (taken meanwhile?)",
+            self.port
+        );
     }
 
-    async fn launch(&mut self) {
+    /// Starts the server and waits until it accepts connections: true once it does, false
+    /// when it exited instead (its port was taken).
+    async fn launch(&mut self) -> bool {
         let binary =
             std::env::var("TALLY_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
         let mut command = tokio::process::Command::new(&binary);
         if self.jetstream {
             command.arg("-js");
         }
+        // Named after its store, which is unique: the INFO line it greets a client with
+        // tells this server from another that holds the port.
+        let name = self.name();
         let child = command
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "--name",
+                &name,
+                "-sd",
+            ])
             .arg(&self.store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -362,15 +398,50 @@ impl NatsServer {
         }
         self.child = Some(child);
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
+            if let Some(child) = self.child.as_mut()
+                && matches!(child.try_wait(), Ok(Some(_)))
             {
-                return;
+                self.child = None;
+                return false;
+            }
+            if let Some(greeting) = Self::greeting(self.port).await {
+                // Anything else (another server, another protocol) holds the port.
+                if greeting.contains(&format!("\"server_name\":\"{name}\"")) {
+                    return true;
+                }
+                if let Some(mut child) = self.child.take() {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                }
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("nats-server did not start on port {}", self.port);
+    }
+
+    /// The server's name: its store directory's, unique to this server.
+    fn name(&self) -> String {
+        self.store
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// What whatever listens on `port` first says (a NATS server: its INFO line; something
+    /// else: maybe nothing), or None when nothing listens there yet.
+    async fn greeting(port: u16) -> Option<String> {
+        use tokio::io::AsyncBufReadExt;
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let mut line = String::new();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::io::BufReader::new(stream).read_line(&mut line),
+        )
+        .await;
+        Some(line)
     }
 
     /// `nats://127.0.0.1:<port>`.
