@@ -44,6 +44,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const RECENT_IDS_TTL: Duration = Duration::from_secs(5 * 60);
 /// Most ids remembered in memory (16 bytes each, plus moka's overhead).
 const RECENT_IDS_MAX: u64 = 1_000_000;
+/// How long messages handed back at shutdown wait before JetStream delivers them again.
+const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
+/// Longest time spent handing back prefetched messages at shutdown.
+const HAND_BACK_FOR: Duration = Duration::from_secs(1);
 /// How often the inbox is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
@@ -306,14 +310,9 @@ impl Updater {
                 }
             }
         }
-        // Messages this instance had prefetched go back to the other instances now rather
-        // than after the ack wait (not after a simulated crash, which hands nothing back).
-        if let Some(mut stream) = pulling.take().filter(|_| !crash_after_commit) {
-            while let Ok(Some(Ok(message))) =
-                tokio::time::timeout(Duration::from_millis(20), stream.next()).await
-            {
-                let _ = message.ack_with(AckKind::Nak(None)).await;
-            }
+        // Not after a simulated crash, which hands nothing back.
+        if let Some(stream) = pulling.take().filter(|_| !crash_after_commit) {
+            hand_back(stream, worker.config.batch_size).await;
         }
         stop.cancel();
         on_shutdown.abort();
@@ -515,6 +514,28 @@ impl Worker {
         });
         futures::future::join_all(acks).await;
     }
+}
+
+/// Hands back, at shutdown, the messages this instance had prefetched, so that other
+/// instances get them within [`HAND_BACK_DELAY`] rather than after the ack wait. Each goes
+/// back with that delay: handed back at once, the server delivered it straight back to this
+/// still-subscribed pull stream, round and round, and the updater never stopped. Reading the
+/// stream also asks for more, so at most two batches are handed back, within
+/// [`HAND_BACK_FOR`]; whatever arrives later comes back after the ack wait, as after a crash.
+async fn hand_back(mut stream: jetstream::consumer::pull::Stream, batch_size: u32) {
+    let deadline = tokio::time::Instant::now() + HAND_BACK_FOR;
+    let most = 2 * batch_size as usize;
+    let mut handed = 0;
+    while handed < most && tokio::time::Instant::now() < deadline {
+        let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_millis(20), stream.next()).await
+        else {
+            break;
+        };
+        let _ = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await;
+        handed += 1;
+    }
+    tracing::info!(handed, "prefetched messages handed back");
 }
 
 /// Prunes the inbox soon after start, then every [`PRUNE_EVERY`], until `stop`.

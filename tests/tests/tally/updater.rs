@@ -539,6 +539,56 @@ async fn an_unlike_is_held_while_an_earlier_event_is_unacked_however_long_that_t
     app.stop().await;
 }
 
+#[tokio::test]
+async fn an_updater_stopped_with_events_prefetched_hands_them_back_and_returns() {
+    // Arrange: small batches, so most of a backlog waits prefetched in the pull stream.
+    let app = TestApp::spawn_without_updater().await;
+    let post = Uuid::now_v7();
+    for n in 0..2_000 {
+        publish_event(
+            &app,
+            &Event::new(EventType::LikeAdded, post, "author", &format!("user-{n}")),
+        )
+        .await;
+    }
+    let mut config = app.updater_config();
+    config.batch_size = 10;
+    let first = app
+        .spawn_updater(
+            tally_updater::Updater::build(config.clone())
+                .await
+                .expect("building an updater"),
+        )
+        .await;
+    assert!(
+        counter_reaches(
+            first.metrics_addr,
+            "tally_updater_events_applied_total",
+            20.0
+        )
+        .await,
+        "the first updater applied nothing"
+    );
+
+    // Act: stop it mid-backlog. Handing its prefetched events straight back once made the
+    // server deliver them straight back to it, round and round, and stop never returned.
+    let stopped = tokio::time::timeout(Duration::from_secs(30), first.stop()).await;
+    let second = app
+        .spawn_updater(
+            tally_updater::Updater::build(config)
+                .await
+                .expect("building an updater"),
+        )
+        .await;
+    drained(&app).await;
+
+    // Assert
+    assert!(stopped.is_ok(), "the updater did not stop within 30 s");
+    assert_eq!(likes_of(&app, post).await, 2_000);
+    second.stop().await;
+    app.stop().await;
+}
+
 /// A tiny deterministic generator (xorshift64*), so a failure replays.
 struct Rng(u64);
 
