@@ -89,6 +89,16 @@ fn metric(text: &str, prefix: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Builds an updater from `config` and runs it until the test stops it.
+async fn run_updater(app: &TestApp, config: tally_updater::Config) -> tally_tests::SpawnedUpdater {
+    app.spawn_updater(
+        tally_updater::Updater::build(config)
+            .await
+            .expect("building an updater"),
+    )
+    .await
+}
+
 /// Publishes ann's like or unlike of `post`.
 async fn publish_anns(app: &TestApp, kind: EventType, post: Uuid) {
     publish_event(app, &Event::new(kind, post, "author", "ann")).await;
@@ -151,13 +161,7 @@ fn options(fix: bool) -> Options {
 async fn the_same_event_under_two_message_ids_is_counted_once() {
     // Arrange
     let app = TestApp::spawn_without_updater().await;
-    let updater = app
-        .spawn_updater(
-            tally_updater::Updater::build(app.updater_config())
-                .await
-                .expect("building an updater"),
-        )
-        .await;
+    let updater = run_updater(&app, app.updater_config()).await;
     let post = Uuid::now_v7();
     let event = Event::new(EventType::LikeAdded, post, "author", "ann");
 
@@ -217,13 +221,7 @@ async fn a_crash_between_commit_and_ack_is_counted_once() {
         1,
         "the event is still unacked"
     );
-    let fresh = app
-        .spawn_updater(
-            tally_updater::Updater::build(config)
-                .await
-                .expect("building an updater"),
-        )
-        .await;
+    let fresh = run_updater(&app, config).await;
     drained(&app).await;
 
     // Assert: redelivered, dropped by the inbox (the fresh instance's memory is empty).
@@ -265,13 +263,7 @@ async fn a_poison_event_is_dead_lettered_and_everything_after_it_is_counted() {
         )
         .await;
     }
-    let updater = app
-        .spawn_updater(
-            tally_updater::Updater::build(app.updater_config())
-                .await
-                .expect("building an updater"),
-        )
-        .await;
+    let updater = run_updater(&app, app.updater_config()).await;
     drained(&app).await;
 
     // Assert: terminated (not pending), kept with the reason, and the rest applied.
@@ -333,13 +325,7 @@ async fn a_delta_that_would_make_a_count_negative_is_dead_lettered_and_the_rest_
     config.ack_wait = Duration::from_secs(1);
 
     // Act: all three land in one batch.
-    let updater = app
-        .spawn_updater(
-            tally_updater::Updater::build(config)
-                .await
-                .expect("building an updater"),
-        )
-        .await;
+    let updater = run_updater(&app, config).await;
     drained(&app).await;
 
     // Assert: not clamped, not applied, dead-lettered; the rest of the batch applied.
@@ -380,13 +366,7 @@ async fn a_delta_that_would_make_a_count_negative_is_dead_lettered_and_the_rest_
 async fn an_unlike_that_overtakes_its_like_waits_for_it_instead_of_going_negative() {
     // Arrange
     let app = TestApp::spawn_without_updater().await;
-    let updater = app
-        .spawn_updater(
-            tally_updater::Updater::build(app.updater_config())
-                .await
-                .expect("building an updater"),
-        )
-        .await;
+    let updater = run_updater(&app, app.updater_config()).await;
     let post = Uuid::now_v7();
 
     // Act: the unlike arrives first (as when another updater still holds the like).
@@ -553,13 +533,7 @@ async fn an_updater_stopped_with_events_prefetched_hands_them_back_and_returns()
     }
     let mut config = app.updater_config();
     config.batch_size = 10;
-    let first = app
-        .spawn_updater(
-            tally_updater::Updater::build(config.clone())
-                .await
-                .expect("building an updater"),
-        )
-        .await;
+    let first = run_updater(&app, config.clone()).await;
     assert!(
         counter_reaches(
             first.metrics_addr,
@@ -573,13 +547,7 @@ async fn an_updater_stopped_with_events_prefetched_hands_them_back_and_returns()
     // Act: stop it mid-backlog. Handing its prefetched events straight back once made the
     // server deliver them straight back to it, round and round, and stop never returned.
     let stopped = tokio::time::timeout(Duration::from_secs(30), first.stop()).await;
-    let second = app
-        .spawn_updater(
-            tally_updater::Updater::build(config)
-                .await
-                .expect("building an updater"),
-        )
-        .await;
+    let second = run_updater(&app, config).await;
     drained(&app).await;
 
     // Assert
@@ -916,13 +884,7 @@ async fn reconcile_fix_leaves_events_in_flight_to_the_updater() {
     let fixed = reconcile::reconcile(&mut db, &options(true))
         .await
         .expect("repairing");
-    let updater = app
-        .spawn_updater(
-            tally_updater::Updater::build(app.updater_config())
-                .await
-                .expect("building an updater"),
-        )
-        .await;
+    let updater = run_updater(&app, app.updater_config()).await;
     applied_all(&app, world.events, Duration::from_secs(30)).await;
 
     // Assert: only the real drift was repaired, and no in-flight delta counted twice.
@@ -1010,13 +972,7 @@ async fn backlog_throughput() {
 
     // Act
     let started = std::time::Instant::now();
-    let updater = app
-        .spawn_updater(
-            tally_updater::Updater::build(app.updater_config())
-                .await
-                .expect("building an updater"),
-        )
-        .await;
+    let updater = run_updater(&app, app.updater_config()).await;
     applied_all(&app, events, Duration::from_secs(600)).await;
     let elapsed = started.elapsed();
 
@@ -1067,13 +1023,7 @@ async fn a_hot_post_costs_one_row_write_per_batch_not_one_per_like() {
     }
 
     // Act
-    let updater = app
-        .spawn_updater(
-            tally_updater::Updater::build(app.updater_config())
-                .await
-                .expect("building an updater"),
-        )
-        .await;
+    let updater = run_updater(&app, app.updater_config()).await;
     applied_all(&app, 2_000, Duration::from_secs(30)).await;
 
     // Assert: exact, and one write per batch (batches of up to 500).
