@@ -5,6 +5,8 @@
 //! poem-openapi 5 has no way to declare `additionalProperties: false` for a body that
 //! rejects unknown fields, nor `nullable` for an `Option` field that is sent as `null`;
 //! without both, the spec would promise what the server refuses, or forbid what it sends.
+//! Nor can it declare response `links`, which tell clients (and schemathesis's stateful
+//! phase) which operations take the id a response hands out.
 
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
@@ -20,6 +22,162 @@ const NULLABLE_FIELDS: &[(&str, &str)] = &[
     ("LikersPage", "next_cursor"),
     ("CommentsPage", "next_cursor"),
 ];
+
+/// Where a link puts the id it carries on.
+#[derive(Debug, Clone, Copy)]
+enum LinkTo {
+    /// A path parameter of that name.
+    Parameter(&'static str),
+    /// A field of that name in the request body.
+    BodyField(&'static str),
+}
+
+/// A response link: the 200 and 201 answers of `from` hand out, at `value` (a runtime
+/// expression), the id that operation `to` takes at `at`.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    from: &'static str,
+    name: &'static str,
+    to: &'static str,
+    at: LinkTo,
+    value: &'static str,
+    description: &'static str,
+}
+
+const POST_ID: &str = "$response.body#/id";
+const LIKED_POST_ID: &str = "$response.body#/post_id";
+
+const LINKS: &[Link] = &[
+    Link {
+        from: "createPost",
+        name: "GetPost",
+        to: "getPost",
+        at: LinkTo::Parameter("post_id"),
+        value: POST_ID,
+        description: "Read the post, with its counts.",
+    },
+    Link {
+        from: "createPost",
+        name: "LikePost",
+        to: "likePost",
+        at: LinkTo::BodyField("post_id"),
+        value: POST_ID,
+        description: "Like the post.",
+    },
+    Link {
+        from: "createPost",
+        name: "UnlikePost",
+        to: "unlikePost",
+        at: LinkTo::Parameter("post_id"),
+        value: POST_ID,
+        description: "Take back a like of the post.",
+    },
+    Link {
+        from: "createPost",
+        name: "ToggleLike",
+        to: "toggleLike",
+        at: LinkTo::Parameter("post_id"),
+        value: POST_ID,
+        description: "Flip the caller's like of the post.",
+    },
+    Link {
+        from: "createPost",
+        name: "ListLikers",
+        to: "listLikers",
+        at: LinkTo::Parameter("post_id"),
+        value: POST_ID,
+        description: "Who liked the post.",
+    },
+    Link {
+        from: "createPost",
+        name: "AddComment",
+        to: "addComment",
+        at: LinkTo::Parameter("post_id"),
+        value: POST_ID,
+        description: "Comment on the post.",
+    },
+    Link {
+        from: "createPost",
+        name: "ListComments",
+        to: "listComments",
+        at: LinkTo::Parameter("post_id"),
+        value: POST_ID,
+        description: "The post's comments.",
+    },
+    Link {
+        from: "createPost",
+        name: "DeletePost",
+        to: "deletePost",
+        at: LinkTo::Parameter("post_id"),
+        value: POST_ID,
+        description: "Delete the post (its author only).",
+    },
+    Link {
+        from: "likePost",
+        name: "GetPost",
+        to: "getPost",
+        at: LinkTo::Parameter("post_id"),
+        value: LIKED_POST_ID,
+        description: "Read the liked post.",
+    },
+    Link {
+        from: "likePost",
+        name: "UnlikePost",
+        to: "unlikePost",
+        at: LinkTo::Parameter("post_id"),
+        value: LIKED_POST_ID,
+        description: "Take the like back.",
+    },
+    Link {
+        from: "addComment",
+        name: "DeleteComment",
+        to: "deleteComment",
+        at: LinkTo::Parameter("comment_id"),
+        value: POST_ID,
+        description: "Delete the comment (its author or the post's).",
+    },
+];
+
+/// Writes [`LINKS`] into the 200 and 201 responses of their operations.
+fn add_links(spec: &mut Value) {
+    let Some(paths) = spec["paths"].as_object_mut() else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|ops| ops.values_mut())
+    {
+        let Some(id) = operation["operationId"].as_str().map(str::to_owned) else {
+            continue;
+        };
+        for link in LINKS.iter().filter(|link| link.from == id) {
+            let mut target = serde_json::json!({
+                "operationId": link.to,
+                "description": link.description,
+            });
+            match link.at {
+                LinkTo::Parameter(name) => {
+                    target["parameters"] = serde_json::json!({ name: link.value })
+                }
+                LinkTo::BodyField(name) => {
+                    target["requestBody"] = serde_json::json!({ name: link.value })
+                }
+            }
+            for status in ["200", "201"] {
+                if let Some(response) = operation["responses"]
+                    .get_mut(status)
+                    .and_then(Value::as_object_mut)
+                {
+                    let links = response
+                        .entry("links")
+                        .or_insert_with(|| serde_json::json!({}));
+                    links[link.name] = target.clone();
+                }
+            }
+        }
+    }
+}
 
 /// Completes the document poem-openapi generated (see the module docs).
 pub fn finish(generated: &str) -> String {
@@ -70,6 +228,7 @@ pub fn finish(generated: &str) -> String {
             required.push(Value::String((*field).to_owned()));
         }
     }
+    add_links(&mut spec);
     serde_json::to_string_pretty(&spec).unwrap_or_else(|_| generated.to_owned())
 }
 
@@ -173,6 +332,63 @@ mod tests {
         assert_eq!(allowed.for_path("/v1/likes/abc"), Some("DELETE"));
         assert_eq!(allowed.for_path("/v1/posts"), Some("GET, HEAD, POST"));
         assert_eq!(allowed.for_path("/v1/nope"), None);
+    }
+
+    /// Every link leads from an operation to one that takes the id where the link puts it,
+    /// and each lands on both of its operation's success answers.
+    #[test]
+    fn every_link_names_real_operations_and_the_parameter_or_field_they_take() {
+        let spec: Value = serde_json::from_str(&crate::spec_json()).unwrap_or_default();
+        let operations: Vec<&Value> = spec["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|paths| paths.values())
+            .filter_map(Value::as_object)
+            .flat_map(|ops| ops.values())
+            .collect();
+        let by_id = |id: &str| {
+            operations
+                .iter()
+                .find(|op| op["operationId"] == id)
+                .copied()
+                .unwrap_or_else(|| panic!("no operation {id}"))
+        };
+        for link in LINKS {
+            let from = by_id(link.from);
+            for status in ["200", "201"] {
+                assert_eq!(
+                    from["responses"][status]["links"][link.name]["operationId"], link.to,
+                    "{} {status} lacks the link {}",
+                    link.from, link.name
+                );
+            }
+            let to = by_id(link.to);
+            match link.at {
+                LinkTo::Parameter(name) => assert!(
+                    to["parameters"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|p| p["name"] == name && p["in"] == "path"),
+                    "{} has no path parameter {name}",
+                    link.to
+                ),
+                LinkTo::BodyField(name) => {
+                    let schema = to["requestBody"]["content"]
+                        .as_object()
+                        .and_then(|content| content.values().next())
+                        .and_then(|media| media["schema"]["$ref"].as_str())
+                        .and_then(|r| r.rsplit('/').next())
+                        .unwrap_or_else(|| panic!("{} takes no JSON body", link.to));
+                    assert!(
+                        spec["components"]["schemas"][schema]["properties"]
+                            .get(name)
+                            .is_some(),
+                        "{schema} has no field {name}"
+                    );
+                }
+            }
+        }
     }
 
     /// What the spec owes its readers: every operation an id, a tag, a summary and a
