@@ -928,6 +928,64 @@ async fn the_inbox_is_pruned_after_the_retention_in_batches() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn held_back_rows_go_once_their_event_is_applied_dead_lettered_or_past_the_retention() {
+    // Arrange: four holds; the first event was applied since, the second dead-lettered, the
+    // third held longer ago than the retention, the fourth still waits.
+    let app = TestApp::spawn_without_updater().await;
+    let ids: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+    let post = Uuid::now_v7();
+    for id in &ids {
+        app.db
+            .execute(
+                "INSERT INTO held_back (event_id, post_id, event_type) VALUES ($1, $2, 'like.removed')",
+                &[id, &post],
+            )
+            .await
+            .expect("recording a hold");
+    }
+    app.db
+        .execute("INSERT INTO inbox (event_id) VALUES ($1)", &[&ids[0]])
+        .await
+        .expect("applying the first");
+    app.db
+        .execute(
+            "INSERT INTO dead_letters (subject, event_id, payload, reason) VALUES ('tally.like.removed', $1, '', 'test')",
+            &[&ids[1].to_string()],
+        )
+        .await
+        .expect("dead-lettering the second");
+    app.db
+        .execute(
+            "UPDATE held_back SET first_held_at = now() - interval '9 days' WHERE event_id = $1",
+            &[&ids[2]],
+        )
+        .await
+        .expect("aging the third");
+    let updater_db = tally_tests::connect(&app.updater_config().database_url).await;
+
+    // Act: as the updater's role.
+    let deleted = tally_updater::inbox::prune_held_back(
+        &updater_db,
+        tally_updater::config::DEFAULT_INBOX_RETENTION,
+    )
+    .await
+    .expect("pruning held_back");
+
+    // Assert
+    assert_eq!(deleted, 3);
+    let left: Vec<Uuid> = app
+        .db
+        .query("SELECT event_id FROM held_back", &[])
+        .await
+        .expect("reading held_back")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(left, vec![ids[3]]);
+    app.stop().await;
+}
+
 /// Measures how fast one updater drains a backlog: `TALLY_TEST_BACKLOG` like events (default
 /// 100,000) across 1,000 posts, a tenth of them on one hot post, published straight to the
 /// stream before the updater starts. Run with `--ignored --nocapture`; prints events/s.
