@@ -3,24 +3,25 @@
 //!
 //! Writes take [`BearerAuth`] (a valid token is required); reads take [`ReaderAuth`] (a token
 //! is optional, and when present it must be valid, so a client learns its token expired
-//! instead of silently reading as nobody).
+//! instead of silently reading as nobody). Reading the `Authorization` header and the
+//! challenge a refusal carries are in `extract`.
+
+mod extract;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use poem::Request;
-use poem::http::header::AUTHORIZATION;
-use poem_openapi::{SecurityScheme, auth::Bearer};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+pub use self::extract::{BEARER_CHALLENGE, BearerAuth, ReaderAuth, User};
 use crate::config::Config;
-use crate::problem::Problem;
+use crate::text_rules::{self, UserIdError};
 
 /// The longest user id tally stores; `sub` claims beyond it are refused.
-pub const MAX_USER_ID_LEN: usize = 128;
+pub const MAX_USER_ID_LEN: usize = text_rules::MAX_USER_ID_CHARS;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: u64 = 5;
@@ -33,17 +34,36 @@ pub struct Claims {
     pub iat: u64,
 }
 
-/// The claim tally reads from a verified token; validation has checked the others (`exp`,
-/// `nbf`, `iss`, `aud`). Optional here so that a token without it is refused by name
-/// ("lacks the `sub` claim") rather than as malformed.
+/// The claims tally checks itself, read as any JSON so that a claim of the wrong type is
+/// refused by name ("`sub` must be a string") rather than as a malformed token. jsonwebtoken
+/// checks the values of `exp`, `nbf`, `iss` and `aud` when they parse; it treats a claim that
+/// does not parse as absent, so presence and type are checked here.
 #[derive(Debug, Deserialize)]
 struct TokenClaims {
-    sub: Option<String>,
+    sub: Option<Value>,
+    exp: Option<Value>,
+    iss: Option<Value>,
+    aud: Option<Value>,
 }
 
 /// Why a bearer token was refused. Shown to the client: it names the defect, never the key.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    #[error("this operation needs a bearer token: send `Authorization: Bearer <JWT>`")]
+    Missing,
+    #[error("the Authorization header uses the `{0}` scheme; this api takes `Bearer <JWT>`")]
+    OtherScheme(String),
+    #[error("the Authorization header says `Bearer` but no token follows it")]
+    EmptyToken,
+    #[error("the Authorization header must be `Bearer <JWT>`, in visible ASCII")]
+    NotBearer,
+    #[error(
+        "the Authorization header is {0} bytes long; this api reads at most \
+         {MAX_AUTHORIZATION_BYTES}"
+    )]
+    TooLong(usize),
+    #[error("the request has {0} Authorization headers; send exactly one")]
+    Repeated(usize),
     #[error("the bearer token has expired")]
     Expired,
     #[error("the bearer token's signature does not verify")]
@@ -56,15 +76,21 @@ pub enum AuthError {
     Issuer,
     #[error("the bearer token lacks the `{0}` claim")]
     MissingClaim(String),
+    #[error("the bearer token's `{claim}` claim must be {must}")]
+    ClaimType {
+        claim: &'static str,
+        must: &'static str,
+    },
     #[error("the bearer token is not valid yet (its `nbf` claim)")]
     NotYetValid,
     #[error("the bearer token is malformed: it is not a signed JWT")]
     Malformed,
-    #[error("the token's sub claim must be 1 to {MAX_USER_ID_LEN} characters, without NUL")]
-    BadSubject,
-    #[error("the Authorization header must be `Bearer <token>`")]
-    NotBearer,
+    #[error("the bearer token's `sub` claim (the user id) {0}")]
+    BadSubject(#[from] UserIdError),
 }
+
+/// What a numeric date claim must be.
+const NUMERIC_DATE: &str = "a number of seconds since 1970-01-01 UTC, not negative";
 
 impl From<jsonwebtoken::errors::Error> for AuthError {
     fn from(err: jsonwebtoken::errors::Error) -> Self {
@@ -75,10 +101,32 @@ impl From<jsonwebtoken::errors::Error> for AuthError {
             ErrorKind::InvalidIssuer => Self::Issuer,
             ErrorKind::ImmatureSignature => Self::NotYetValid,
             ErrorKind::MissingRequiredClaim(claim) => Self::MissingClaim(claim.clone()),
+            ErrorKind::InvalidClaimFormat(claim) if claim == "exp" => Self::ClaimType {
+                claim: "exp",
+                must: NUMERIC_DATE,
+            },
+            ErrorKind::InvalidClaimFormat(claim) if claim == "nbf" => Self::ClaimType {
+                claim: "nbf",
+                must: NUMERIC_DATE,
+            },
             _ => Self::Malformed,
         }
     }
 }
+
+impl AuthError {
+    /// Whether the request carried no bearer credentials at all (no header, or another
+    /// scheme): RFC 6750 §3.1 says the challenge then names no error.
+    pub fn is_missing_credentials(&self) -> bool {
+        matches!(self, Self::Missing | Self::OtherScheme(_))
+    }
+}
+
+/// The most bytes an `Authorization` header may hold; a longer one is refused before any of it
+/// is decoded. Real JWTs are well under 2 KiB, and verifying one (base64, JSON, a signature)
+/// costs in proportion to its length, so the cap keeps a client from making the api do that
+/// work on hundreds of kilobytes.
+pub const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
 
 /// Why the configured keys could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +217,7 @@ impl TokenKeys {
     }
 
     /// Checks signature, algorithm, expiry (and issuer and audience when configured), and
-    /// returns the caller's user id.
+    /// returns the caller's user id (its `sub`, in NFC; see [`text_rules`]).
     pub fn verify(&self, token: &str) -> Result<String, AuthError> {
         // The header names the algorithm; each algorithm has exactly one key, so a token can
         // never pick the key it is checked with (no HS256 token "signed" with a public key).
@@ -182,28 +230,49 @@ impl TokenKeys {
         let mut validation = Validation::new(header.alg);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
-        // An expected issuer or audience must be present, not merely right when present
-        // (jsonwebtoken checks a configured `iss`/`aud` only against claims that exist).
-        let mut required = vec!["exp", "sub"];
+        // jsonwebtoken counts a required claim that is there with the wrong type as missing
+        // ("lacks `exp`" for `"exp": "tomorrow"`), which sends a token's author looking for
+        // the wrong bug: presence and type are checked below instead. It still checks the
+        // values of the claims that parse: expiry, `nbf`, issuer and audience.
+        validation.required_spec_claims.clear();
         if let Some(issuer) = &self.issuer {
             validation.set_issuer(&[issuer]);
-            required.push("iss");
         }
         if let Some(audience) = &self.audience {
             validation.set_audience(&[audience]);
-            required.push("aud");
         }
-        validation.set_required_spec_claims(&required);
-        let data = jsonwebtoken::decode::<TokenClaims>(token, key, &validation)?;
-        let sub = data
-            .claims
+        let claims = jsonwebtoken::decode::<TokenClaims>(token, key, &validation)?.claims;
+        require(claims.exp.as_ref(), "exp", NUMERIC_DATE, Value::is_number)?;
+        // An expected issuer or audience must be present, not merely right when present
+        // (jsonwebtoken checks a configured `iss`/`aud` only against claims that exist).
+        if self.issuer.is_some() {
+            require(claims.iss.as_ref(), "iss", "a string", Value::is_string)?;
+        }
+        if self.audience.is_some() {
+            require(
+                claims.aud.as_ref(),
+                "aud",
+                "a string or an array of strings",
+                |aud| {
+                    aud.is_string()
+                        || aud
+                            .as_array()
+                            .is_some_and(|a| a.iter().all(Value::is_string))
+                },
+            )?;
+        }
+        require(
+            claims.sub.as_ref(),
+            "sub",
+            "a string (the user id)",
+            Value::is_string,
+        )?;
+        let sub = claims
             .sub
-            .ok_or(AuthError::MissingClaim("sub".into()))?;
-        // Postgres text cannot hold NUL: such an id could never be stored.
-        if sub.is_empty() || sub.chars().count() > MAX_USER_ID_LEN || sub.contains('\0') {
-            return Err(AuthError::BadSubject);
-        }
-        Ok(sub)
+            .as_ref()
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        Ok(text_rules::user_id(sub)?)
     }
 
     /// Signs an HS256 token for `user_id` valid for `ttl` (development and tests).
@@ -228,6 +297,20 @@ impl TokenKeys {
     }
 }
 
+/// Refuses a token whose `claim` is absent, or present but not `must` (`is` says which).
+fn require(
+    value: Option<&Value>,
+    claim: &'static str,
+    must: &'static str,
+    is: impl Fn(&Value) -> bool,
+) -> Result<(), AuthError> {
+    match value {
+        None => Err(AuthError::MissingClaim(claim.into())),
+        Some(value) if !is(value) => Err(AuthError::ClaimType { claim, must }),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Reads an RSA or EC public key in PEM form; the key's kind decides the algorithm.
 fn public_key(path: &Path) -> Result<(Algorithm, DecodingKey), KeyError> {
     let pem = std::fs::read(path).map_err(|source| KeyError::Read {
@@ -243,76 +326,6 @@ fn public_key(path: &Path) -> Result<(Algorithm, DecodingKey), KeyError> {
     Err(KeyError::NotAPublicKey {
         path: path.to_owned(),
     })
-}
-
-/// The authenticated caller of a write operation.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: String,
-}
-
-/// `Authorization: Bearer <JWT>`; the token's `sub` is the caller's user id.
-#[derive(Debug, SecurityScheme)]
-#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_bearer")]
-pub struct BearerAuth(pub User);
-
-fn keys(req: &Request) -> poem::Result<&TokenKeys> {
-    req.data::<Arc<TokenKeys>>()
-        .map(Arc::as_ref)
-        .ok_or_else(|| {
-            tracing::error!("token keys are missing from the request data");
-            Problem::internal().into()
-        })
-}
-
-async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<User> {
-    keys(req)?
-        .verify(&bearer.token)
-        .map(|id| User { id })
-        .map_err(|err| Problem::unauthorized(err.to_string()).into())
-}
-
-/// A read's caller: anyone, or a user with a valid bearer token.
-#[derive(Debug, SecurityScheme)]
-pub enum ReaderAuth {
-    Bearer(BearerAuth),
-    #[oai(fallback)]
-    Anonymous,
-}
-
-impl ReaderAuth {
-    /// The reading user's id, None for an anonymous read; a 401 problem when the request
-    /// carries credentials that are not a valid bearer token.
-    pub fn viewer(self, req: &Request) -> Result<Option<String>, Problem> {
-        match self {
-            Self::Bearer(BearerAuth(user)) => Ok(Some(user.id)),
-            Self::Anonymous => match req.headers().get(AUTHORIZATION) {
-                None => Ok(None),
-                // The token was refused (poem-openapi fell back to anonymous without saying
-                // why): check it again, on this failure path only, to name the defect.
-                Some(value) => {
-                    let token = value
-                        .to_str()
-                        .ok()
-                        .and_then(|v| v.split_once(' '))
-                        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                        .map(|(_, token)| token)
-                        .ok_or(AuthError::NotBearer);
-                    let err = match token {
-                        Ok(token) => match keys(req)
-                            .map_err(|_| Problem::internal())?
-                            .verify(token.trim())
-                        {
-                            Ok(_) => AuthError::Malformed,
-                            Err(err) => err,
-                        },
-                        Err(err) => err,
-                    };
-                    Err(Problem::unauthorized(err.to_string()))
-                }
-            },
-        }
-    }
 }
 
 #[cfg(test)]
@@ -350,6 +363,82 @@ mod tests {
         let token = keys
             .issue("al\0ice", Duration::from_secs(60))
             .expect("signing");
-        assert!(matches!(keys.verify(&token), Err(AuthError::BadSubject)));
+        assert!(matches!(
+            keys.verify(&token),
+            Err(AuthError::BadSubject(UserIdError::Forbidden {
+                code: 0,
+                ..
+            }))
+        ));
+    }
+
+    fn signed(claims: serde_json::Value) -> String {
+        let key = EncodingKey::from_secret(SECRET);
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).expect("signing")
+    }
+
+    fn in_an_hour() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            + 3600
+    }
+
+    #[test]
+    fn claims_of_the_wrong_type_are_named_as_such_not_as_missing_or_malformed() {
+        let keys = TokenKeys::hs256(SECRET);
+        let refusal = |claims| keys.verify(&signed(claims)).err().map(|e| e.to_string());
+        assert_eq!(
+            refusal(serde_json::json!({ "sub": 42, "exp": in_an_hour() })).as_deref(),
+            Some("the bearer token's `sub` claim must be a string (the user id)")
+        );
+        assert_eq!(
+            refusal(serde_json::json!({ "sub": "alice", "exp": "tomorrow" })).as_deref(),
+            Some(
+                "the bearer token's `exp` claim must be a number of seconds since 1970-01-01 \
+                 UTC, not negative"
+            )
+        );
+        assert_eq!(
+            refusal(serde_json::json!({ "sub": "alice" })).as_deref(),
+            Some("the bearer token lacks the `exp` claim")
+        );
+        assert_eq!(
+            refusal(serde_json::json!({ "exp": in_an_hour() })).as_deref(),
+            Some("the bearer token lacks the `sub` claim")
+        );
+    }
+
+    #[test]
+    fn a_configured_issuer_of_the_wrong_type_is_named_as_such() {
+        let mut keys = TokenKeys::hs256(SECRET);
+        keys.issuer = Some("https://id.example".into());
+        let refusal = |claims| keys.verify(&signed(claims)).err().map(|e| e.to_string());
+        assert_eq!(
+            refusal(serde_json::json!({ "sub": "a", "exp": in_an_hour(), "iss": 7 })).as_deref(),
+            Some("the bearer token's `iss` claim must be a string")
+        );
+        assert_eq!(
+            refusal(serde_json::json!({ "sub": "a", "exp": in_an_hour() })).as_deref(),
+            Some("the bearer token lacks the `iss` claim")
+        );
+    }
+
+    #[test]
+    fn subjects_are_normalized_and_held_to_the_user_id_rules() {
+        let keys = TokenKeys::hs256(SECRET);
+        let verify = |sub: &str| {
+            keys.verify(&signed(
+                serde_json::json!({ "sub": sub, "exp": in_an_hour() }),
+            ))
+        };
+        assert_eq!(verify("jose\u{301}").ok().as_deref(), Some("jos\u{e9}"));
+        for refused in ["  ", "bob\u{202e}", "\u{200b}", "a\u{7}"] {
+            assert!(
+                matches!(verify(refused), Err(AuthError::BadSubject(_))),
+                "{refused:?}"
+            );
+        }
     }
 }

@@ -10,7 +10,6 @@ fn too_large(max: usize) -> poem::Error {
     Problem::new(
         poem::http::StatusCode::PAYLOAD_TOO_LARGE,
         "payload-too-large",
-        "Payload too large",
         format!("request bodies are limited to {max} bytes"),
     )
     .into()

@@ -2,7 +2,6 @@
 //! Adding or removing a comment writes one event; the post's `comments` count follows.
 
 use chrono::{DateTime, Utc};
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -12,7 +11,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::auth::{BearerAuth, ReaderAuth};
-use crate::cursor::{Cursor, List, PageRequest};
+use crate::cursor::{Cursor, PageRequest};
 use crate::examples;
 use crate::problem::{Problem, RequestRejected, ServiceError, WriteError, reject};
 use crate::rejected_by_status;
@@ -135,7 +134,13 @@ pub enum AddCommentResponse {
     BadRequest(Json<Problem>),
     /// A valid bearer token is required.
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
+    Unauthorized(
+        Json<Problem>,
+        /// `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+        /// when a token was sent and refused (RFC 6750).
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// No such post, or it was deleted.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
@@ -151,7 +156,7 @@ pub enum AddCommentResponse {
 }
 
 rejected_by_status!(AddCommentResponse {
-    401 => Unauthorized, 413 => PayloadTooLarge, 415 => UnsupportedMediaType,
+    413 => PayloadTooLarge, 415 => UnsupportedMediaType,
 } else BadRequest);
 
 #[derive(Debug, ApiResponse)]
@@ -166,13 +171,19 @@ pub enum ListCommentsResponse {
     BadRequest(Json<Problem>),
     /// The request carries a bearer token that is not valid (reads need none).
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
+    Unauthorized(
+        Json<Problem>,
+        /// `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+        /// when a token was sent and refused (RFC 6750).
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// No such post, or it was deleted.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }
 
-rejected_by_status!(ListCommentsResponse { 401 => Unauthorized } else BadRequest);
+rejected_by_status!(ListCommentsResponse {} else BadRequest);
 
 #[derive(Debug, ApiResponse)]
 #[oai(bad_request_handler = "reject")]
@@ -186,7 +197,13 @@ pub enum DeleteCommentResponse {
     BadRequest(Json<Problem>),
     /// A valid bearer token is required.
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
+    Unauthorized(
+        Json<Problem>,
+        /// `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+        /// when a token was sent and refused (RFC 6750).
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// The caller wrote neither the comment nor the post it is on.
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
@@ -195,7 +212,7 @@ pub enum DeleteCommentResponse {
     NotFound(Json<Problem>),
 }
 
-rejected_by_status!(DeleteCommentResponse { 401 => Unauthorized } else BadRequest);
+rejected_by_status!(DeleteCommentResponse {} else BadRequest);
 
 /// Comments on posts.
 #[derive(Debug)]
@@ -267,9 +284,10 @@ impl CommentsApi {
     #[instrument(skip_all, fields(post_id = %post_id.0))]
     async fn list_comments(
         &self,
-        req: &Request,
         store: Data<&Store>,
-        auth: ReaderAuth,
+        // The list is the same for everyone, but a token that is sent must be valid, as on
+        // every read: a client learns its token expired here too.
+        _auth: ReaderAuth,
         /// The post.
         #[oai(example = "examples::post_id")]
         post_id: Path<Uuid>,
@@ -279,22 +297,19 @@ impl CommentsApi {
             example = "examples::limit"
         )]
         limit: Query<Option<u32>>,
-        /// The `next_cursor` of the previous page; omit it for the first page.
-        #[oai(example = "examples::comments_cursor")]
+        /// The `next_cursor` of the previous page; omit it for the first page. Opaque, but
+        /// of an exact format: any string of it gets a page.
+        #[oai(
+            validator(pattern = r"^YzEu[A-Za-z0-9_-]{32}$", min_length = 36, max_length = 36),
+            example = "examples::comments_cursor"
+        )]
         cursor: Query<Option<String>>,
     ) -> Result<ListCommentsResponse, ServiceError> {
-        // The list is the same for everyone, but a token that is sent must be valid, as on
-        // every read: a client learns its token expired here too. A comments cursor's key is
-        // the comment id.
-        let page = auth.viewer(req).and_then(|_| {
-            let page = PageRequest::new(List::Comments, limit.0, cursor.0.as_deref())?;
-            let after = page.after_as::<Uuid>()?;
-            Ok((page, after))
-        });
-        let (page, after) = match page {
+        let page = match PageRequest::<Uuid>::new(limit.0, cursor.0.as_deref()) {
             Ok(page) => page,
-            Err(problem) => return Ok(ListCommentsResponse::rejected(problem)),
+            Err(bad) => return Ok(ListCommentsResponse::rejected(bad.into())),
         };
+        let after = page.after.as_ref().map(|c| (c.created_at, c.key));
         let Some(comments) = store.comments(post_id.0, after, page.fetch()).await? else {
             return Ok(ListCommentsResponse::NotFound(Json(Problem::not_found(
                 format!("post {} does not exist", post_id.0),
@@ -302,7 +317,7 @@ impl CommentsApi {
         };
         let (comments, next_cursor) = page.finish(comments, |comment| Cursor {
             created_at: comment.created_at,
-            key: comment.comment_id.to_string(),
+            key: comment.comment_id,
         });
         Ok(ListCommentsResponse::Ok(Json(CommentsPage {
             items: comments

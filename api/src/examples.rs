@@ -46,14 +46,14 @@ pub fn limit() -> Option<u32> {
 }
 
 pub fn likers_cursor() -> Option<String> {
-    Some(page_cursor(READER.into()).encode(crate::cursor::List::Likers))
+    Some(page_cursor(READER.to_owned()).encode())
 }
 
 pub fn comments_cursor() -> Option<String> {
-    Some(page_cursor(comment_id().to_string()).encode(crate::cursor::List::Comments))
+    Some(page_cursor(comment_id()).encode())
 }
 
-fn page_cursor(key: String) -> crate::cursor::Cursor {
+fn page_cursor<K: crate::cursor::PageKey>(key: K) -> crate::cursor::Cursor<K> {
     crate::cursor::Cursor {
         created_at: time(),
         key,

@@ -16,11 +16,13 @@ pub mod likes;
 pub mod metrics;
 pub mod posts;
 pub mod problem;
+pub mod rejections;
 pub mod required_lists;
 pub mod spec;
 pub mod store;
 pub mod strict_string;
 pub mod tags;
+pub mod text_rules;
 pub mod trace;
 pub mod write_limit;
 

@@ -2,7 +2,6 @@
 //! repeated like or unlike changes nothing and writes nothing.
 
 use chrono::{DateTime, Utc};
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -12,13 +11,14 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::auth::{BearerAuth, ReaderAuth};
-use crate::cursor::{Cursor, List, PageRequest};
+use crate::cursor::{Cursor, PageRequest};
 use crate::examples;
 use crate::problem::{Problem, RequestRejected, ServiceError, WriteError, reject};
 use crate::rejected_by_status;
 use crate::store::{AddLike, EventContext, RemoveLike, Store, ToggleLike};
 use crate::strict_string::StrictString;
 use crate::tags::ApiTags;
+use crate::text_rules;
 use crate::write_limit::WriteLimiter;
 
 /// One user's like of one post.
@@ -80,7 +80,13 @@ pub enum LikeResponse {
     BadRequest(Json<Problem>),
     /// A valid bearer token is required.
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
+    Unauthorized(
+        Json<Problem>,
+        /// `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+        /// when a token was sent and refused (RFC 6750).
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// `user_id` is not the caller.
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
@@ -96,7 +102,7 @@ pub enum LikeResponse {
 }
 
 rejected_by_status!(LikeResponse {
-    401 => Unauthorized, 413 => PayloadTooLarge, 415 => UnsupportedMediaType,
+    413 => PayloadTooLarge, 415 => UnsupportedMediaType,
 } else BadRequest);
 
 #[derive(Debug, ApiResponse)]
@@ -111,13 +117,19 @@ pub enum UnlikeResponse {
     BadRequest(Json<Problem>),
     /// A valid bearer token is required.
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
+    Unauthorized(
+        Json<Problem>,
+        /// `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+        /// when a token was sent and refused (RFC 6750).
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// No such post, or it was deleted.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }
 
-rejected_by_status!(UnlikeResponse { 401 => Unauthorized } else BadRequest);
+rejected_by_status!(UnlikeResponse {} else BadRequest);
 
 /// A like's state after a toggle.
 #[derive(Debug, Object)]
@@ -152,13 +164,19 @@ pub enum ToggleResponse {
     BadRequest(Json<Problem>),
     /// A valid bearer token is required.
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
+    Unauthorized(
+        Json<Problem>,
+        /// `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+        /// when a token was sent and refused (RFC 6750).
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// No such post, or it was deleted.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }
 
-rejected_by_status!(ToggleResponse { 401 => Unauthorized } else BadRequest);
+rejected_by_status!(ToggleResponse {} else BadRequest);
 
 /// A user who likes a post.
 #[derive(Debug, Object)]
@@ -212,13 +230,19 @@ pub enum LikersResponse {
     BadRequest(Json<Problem>),
     /// The request carries a bearer token that is not valid (reads need none).
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
+    Unauthorized(
+        Json<Problem>,
+        /// `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+        /// when a token was sent and refused (RFC 6750).
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// No such post, or it was deleted.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }
 
-rejected_by_status!(LikersResponse { 401 => Unauthorized } else BadRequest);
+rejected_by_status!(LikersResponse {} else BadRequest);
 
 fn post_not_found(post_id: Uuid) -> Json<Problem> {
     Json(Problem::not_found(format!("post {post_id} does not exist")))
@@ -247,7 +271,8 @@ impl LikesApi {
     ) -> Result<LikeResponse, WriteError> {
         let NewLike { post_id, user_id } = body.0;
         let caller = auth.0.id;
-        if user_id.is_some_and(|StrictString(id)| id != caller) {
+        // The caller's id is in NFC (see text_rules); so is the id they name, to compare.
+        if user_id.is_some_and(|StrictString(id)| text_rules::to_nfc(&id) != caller) {
             return Ok(LikeResponse::Forbidden(Json(Problem::forbidden(
                 "user_id must be the caller's own id (the token's sub)",
             ))));
@@ -359,9 +384,10 @@ impl LikesApi {
     #[instrument(skip_all, fields(post_id = %post_id.0))]
     async fn likers(
         &self,
-        req: &Request,
         store: Data<&Store>,
-        auth: ReaderAuth,
+        // The list is the same for everyone, but a token that is sent must be valid, as on
+        // every read: a client learns its token expired here too.
+        _auth: ReaderAuth,
         /// The post.
         #[oai(example = "examples::post_id")]
         post_id: Path<Uuid>,
@@ -371,22 +397,21 @@ impl LikesApi {
             example = "examples::limit"
         )]
         limit: Query<Option<u32>>,
-        /// The `next_cursor` of the previous page; omit it for the first page.
-        #[oai(example = "examples::likers_cursor")]
+        /// The `next_cursor` of the previous page; omit it for the first page. Opaque, but
+        /// of an exact format: any string of it gets a page.
+        #[oai(
+            validator(
+                pattern = r"^bDEu(?:[A-Za-z0-9_-]{4}){3,173}(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$",
+                min_length = 16,
+                max_length = 699
+            ),
+            example = "examples::likers_cursor"
+        )]
         cursor: Query<Option<String>>,
     ) -> Result<LikersResponse, ServiceError> {
-        // The list is the same for everyone, but a token that is sent must be valid, as on
-        // every read: a client learns its token expired here too.
-        let page = auth.viewer(req).and_then(|_| {
-            Ok(PageRequest::new(
-                List::Likers,
-                limit.0,
-                cursor.0.as_deref(),
-            )?)
-        });
-        let page = match page {
+        let page = match PageRequest::<String>::new(limit.0, cursor.0.as_deref()) {
             Ok(page) => page,
-            Err(problem) => return Ok(LikersResponse::rejected(problem)),
+            Err(bad) => return Ok(LikersResponse::rejected(bad.into())),
         };
         let after = page.after.as_ref().map(|c| (c.created_at, c.key.as_str()));
         let Some(likers) = store.likers(post_id.0, after, page.fetch()).await? else {

@@ -5,7 +5,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -121,7 +120,13 @@ pub enum CreatePostResponse {
     BadRequest(Json<Problem>),
     /// A valid bearer token is required.
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
+    Unauthorized(
+        Json<Problem>,
+        /// `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+        /// when a token was sent and refused (RFC 6750).
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// The id belongs to another author's post (or to a deleted post).
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
@@ -134,7 +139,7 @@ pub enum CreatePostResponse {
 }
 
 rejected_by_status!(CreatePostResponse {
-    401 => Unauthorized, 413 => PayloadTooLarge, 415 => UnsupportedMediaType,
+    413 => PayloadTooLarge, 415 => UnsupportedMediaType,
 } else BadRequest);
 
 #[derive(Debug, ApiResponse)]
@@ -148,13 +153,19 @@ pub enum GetPostResponse {
     BadRequest(Json<Problem>),
     /// The request carries a bearer token that is not valid (reads need none).
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
+    Unauthorized(
+        Json<Problem>,
+        /// `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+        /// when a token was sent and refused (RFC 6750).
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// No such post, or it was deleted.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }
 
-rejected_by_status!(GetPostResponse { 401 => Unauthorized } else BadRequest);
+rejected_by_status!(GetPostResponse {} else BadRequest);
 
 /// Posts read by id, for a feed.
 #[derive(Debug, Object)]
@@ -193,10 +204,16 @@ pub enum GetPostsResponse {
     BadRequest(Json<Problem>),
     /// The request carries a bearer token that is not valid (reads need none).
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
+    Unauthorized(
+        Json<Problem>,
+        /// `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+        /// when a token was sent and refused (RFC 6750).
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
 }
 
-rejected_by_status!(GetPostsResponse { 401 => Unauthorized } else BadRequest);
+rejected_by_status!(GetPostsResponse {} else BadRequest);
 
 #[derive(Debug, ApiResponse)]
 #[oai(bad_request_handler = "reject")]
@@ -210,7 +227,13 @@ pub enum DeletePostResponse {
     BadRequest(Json<Problem>),
     /// A valid bearer token is required.
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
+    Unauthorized(
+        Json<Problem>,
+        /// `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+        /// when a token was sent and refused (RFC 6750).
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// The post is someone else's: only its author may delete it.
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
@@ -219,7 +242,7 @@ pub enum DeletePostResponse {
     NotFound(Json<Problem>),
 }
 
-rejected_by_status!(DeletePostResponse { 401 => Unauthorized } else BadRequest);
+rejected_by_status!(DeletePostResponse {} else BadRequest);
 
 /// Posts and their counts.
 #[derive(Debug)]
@@ -270,7 +293,6 @@ impl PostsApi {
     #[allow(clippy::too_many_arguments)]
     async fn get_posts(
         &self,
-        req: &Request,
         store: Data<&Store>,
         cache: Data<&CountsCache>,
         wait: Data<&ReadYourWrites>,
@@ -287,10 +309,7 @@ impl PostsApi {
         #[oai(example = "examples::after_event")]
         after_event: Query<Option<Uuid>>,
     ) -> Result<GetPostsResponse, ServiceError> {
-        let viewer = match auth.viewer(req) {
-            Ok(viewer) => viewer,
-            Err(problem) => return Ok(GetPostsResponse::Unauthorized(Json(problem))),
-        };
+        let viewer = auth.viewer();
         let mut asked = Vec::with_capacity(ids.0.len());
         for id in ids.0 {
             if !asked.contains(&id) {
@@ -340,7 +359,6 @@ impl PostsApi {
     #[instrument(skip_all, fields(post_id = %post_id.0))]
     async fn get_post(
         &self,
-        req: &Request,
         store: Data<&Store>,
         wait: Data<&ReadYourWrites>,
         auth: ReaderAuth,
@@ -353,10 +371,7 @@ impl PostsApi {
         #[oai(example = "examples::after_event")]
         after_event: Query<Option<Uuid>>,
     ) -> Result<GetPostResponse, ServiceError> {
-        let viewer = match auth.viewer(req) {
-            Ok(viewer) => viewer,
-            Err(problem) => return Ok(GetPostResponse::Unauthorized(Json(problem))),
-        };
+        let viewer = auth.viewer();
         let applied = match after_event.0 {
             Some(event_id) => Some(wait.until_applied(&store, event_id).await?),
             None => None,

@@ -4,6 +4,7 @@ use poem::http::StatusCode;
 use poem_openapi::Object;
 use poem_openapi::payload::Json;
 
+use crate::rejections;
 use crate::store::StoreError;
 
 /// The media type of every error body.
@@ -17,59 +18,74 @@ pub struct Problem {
     /// A URI reference naming the kind of problem, e.g. `/problems/not-found`.
     #[oai(rename = "type")]
     pub problem_type: String,
-    /// A short, stable summary of the kind of problem.
+    /// The HTTP reason phrase of the status, e.g. `Not Found`: one title per status.
     pub title: String,
     /// The HTTP status code of this answer.
     pub status: u16,
     /// What went wrong this time, for a human.
     pub detail: String,
+    /// The `WWW-Authenticate` challenge a 401 carries (RFC 6750); a header, not in the body.
+    #[oai(skip)]
+    pub www_authenticate: Option<String>,
+}
+
+/// The title of every problem with `status`: its reason phrase (RFC 9110 §15), so a title
+/// never varies for one status.
+pub fn title(status: StatusCode) -> &'static str {
+    status.canonical_reason().unwrap_or("Error")
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, slug: &str, detail: impl Into<String>) -> Self {
         Self {
             problem_type: format!("/problems/{slug}"),
-            title: title.to_owned(),
+            title: title(status).to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
+            www_authenticate: None,
         }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            "Bad request",
-            detail,
-        )
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", detail)
     }
 
+    /// A 401; its challenge is the bare `Bearer realm` until [`Self::with_challenge`].
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Unauthorized",
-            detail,
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    /// This problem with `challenge` as its `WWW-Authenticate` header.
+    pub fn with_challenge(self, challenge: String) -> Self {
+        Self {
+            www_authenticate: Some(challenge),
+            ..self
+        }
+    }
+
+    /// The `WWW-Authenticate` value of this problem as a 401.
+    pub fn challenge(&self) -> String {
+        self.www_authenticate
+            .clone()
+            .unwrap_or_else(|| crate::auth::BEARER_CHALLENGE.to_owned())
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+        Self::new(StatusCode::NOT_FOUND, "not-found", detail)
     }
 
     pub fn conflict(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
     }
 
     pub fn too_many_requests(retry_after_secs: u32) -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too-many-requests",
-            "Too many requests",
             format!("this user is writing too fast; retry in {retry_after_secs} s"),
         )
     }
@@ -78,7 +94,6 @@ impl Problem {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "Service unavailable",
             "the database is unreachable; retry after the given delay",
         )
     }
@@ -87,7 +102,6 @@ impl Problem {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "contended",
-            "Service unavailable",
             "the same like changed under this request again and again; retry after the given delay",
         )
     }
@@ -96,15 +110,14 @@ impl Problem {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "Internal error",
             "the server failed to handle this request; it has been logged",
         )
     }
 
     /// The problem for an error poem or poem-openapi raised before a handler ran (bad JSON,
-    /// wrong content type, unknown route, oversized body, ...). Their messages describe the
-    /// request, never the database, so they are safe to show; server errors are not.
-    pub fn from_status(status: StatusCode, message: String) -> Self {
+    /// wrong content type, unknown route, oversized body, ...), its detail said in the
+    /// caller's terms by [`rejections::detail`]. Server errors say nothing of their cause.
+    pub fn from_status(status: StatusCode, detail: String) -> Self {
         let slug = match status {
             StatusCode::BAD_REQUEST => "bad-request",
             StatusCode::UNAUTHORIZED => "unauthorized",
@@ -117,21 +130,15 @@ impl Problem {
             s if s.is_server_error() => return Self::internal(),
             _ => "client-error",
         };
-        let title = status.canonical_reason().unwrap_or("Error");
-        Self::new(status, slug, title, message)
+        Self::new(status, slug, detail)
     }
 
-    /// The problem for any error: ours as it is, poem's rendered from its status and text.
+    /// The problem for any error: ours as it is, poem's rendered from its status and kind.
     pub fn from_error(err: &poem::Error) -> Self {
         if let Some(problem) = err.downcast_ref::<Problem>() {
             return problem.clone();
         }
-        // poem-openapi names path parameters by position internally (`param0`); say what
-        // was wrong without that name.
-        if let Some(path_err) = err.downcast_ref::<poem_openapi::error::ParsePathError>() {
-            return Self::bad_request(format!("invalid path parameter: {}", path_err.reason));
-        }
-        Self::from_status(err.status(), err.to_string())
+        Self::from_status(err.status(), rejections::detail(err))
     }
 
     pub fn status_code(&self) -> StatusCode {
@@ -156,6 +163,13 @@ impl Problem {
             response
                 .headers_mut()
                 .insert("Retry-After", poem::http::HeaderValue::from_static(seconds));
+        }
+        if status == StatusCode::UNAUTHORIZED
+            && let Ok(challenge) = poem::http::HeaderValue::from_str(&self.challenge())
+        {
+            response
+                .headers_mut()
+                .insert(poem::http::header::WWW_AUTHENTICATE, challenge);
         }
         response
     }
@@ -281,18 +295,75 @@ pub fn reject<R: RequestRejected>(err: poem::Error) -> R {
     R::rejected(Problem::from_error(&err))
 }
 
-/// Implements [`RequestRejected`] for an operation's response enum: each listed status goes
-/// to its variant, any other to the fallback (the operation's 400).
+/// Implements [`RequestRejected`] for an operation's response enum: a 401 goes to its
+/// `Unauthorized(Json<Problem>, String)` variant with the problem's `WWW-Authenticate`
+/// challenge (every operation has one), each listed status to its variant, any other to the
+/// fallback (the operation's 400).
 #[macro_export]
 macro_rules! rejected_by_status {
     ($response:ty { $($status:literal => $variant:ident),* $(,)? } else $fallback:ident) => {
         impl $crate::problem::RequestRejected for $response {
             fn rejected(problem: $crate::problem::Problem) -> Self {
                 match problem.status {
+                    401 => {
+                        let challenge = problem.challenge();
+                        Self::Unauthorized(poem_openapi::payload::Json(problem), challenge)
+                    }
                     $($status => Self::$variant(poem_openapi::payload::Json(problem)),)*
                     _ => Self::$fallback(poem_openapi::payload::Json(problem)),
                 }
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_titled_with_the_reason_phrase_of_its_status() {
+        let problems = [
+            Problem::bad_request("x"),
+            Problem::unauthorized("x"),
+            Problem::forbidden("x"),
+            Problem::not_found("x"),
+            Problem::conflict("x"),
+            Problem::too_many_requests(1),
+            Problem::unavailable(),
+            Problem::contended(),
+            Problem::internal(),
+            Problem::from_status(StatusCode::METHOD_NOT_ALLOWED, "x".into()),
+            Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE, "x".into()),
+            Problem::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "x".into()),
+        ];
+        for problem in problems {
+            assert_eq!(
+                Some(problem.title.as_str()),
+                problem.status_code().canonical_reason(),
+                "{problem}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_401_carries_its_challenge_as_a_header_and_not_in_the_body() {
+        let response = Problem::unauthorized("x")
+            .with_challenge(r#"Bearer realm="tally", error="invalid_token""#.into())
+            .into_response();
+        assert_eq!(
+            response
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
+            Some(r#"Bearer realm="tally", error="invalid_token""#)
+        );
+        let bare = Problem::unauthorized("x").into_response();
+        assert_eq!(
+            bare.headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
+            Some(crate::auth::BEARER_CHALLENGE)
+        );
+    }
 }

@@ -553,7 +553,7 @@ export interface components {
          * @example {
          *       "detail": "post 0193c3a4-7f1e-7cc0-8d3a-1a2b3c4d5e6f does not exist",
          *       "status": 404,
-         *       "title": "Not found",
+         *       "title": "Not Found",
          *       "type": "/problems/not-found"
          *     }
          */
@@ -565,7 +565,7 @@ export interface components {
              * @description The HTTP status code of this answer.
              */
             status: number;
-            /** @description A short, stable summary of the kind of problem. */
+            /** @description The HTTP reason phrase of the status, e.g. `Not Found`: one title per status. */
             title: string;
             /** @description A URI reference naming the kind of problem, e.g. `/problems/not-found`. */
             type: string;
@@ -686,6 +686,11 @@ export interface operations {
             /** @description A valid bearer token is required. */
             401: {
                 headers: {
+                    /**
+                     * @description `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+                     *     when a token was sent and refused (RFC 6750).
+                     */
+                    "WWW-AUTHENTICATE": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -790,6 +795,11 @@ export interface operations {
             /** @description A valid bearer token is required. */
             401: {
                 headers: {
+                    /**
+                     * @description `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+                     *     when a token was sent and refused (RFC 6750).
+                     */
+                    "WWW-AUTHENTICATE": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -904,6 +914,11 @@ export interface operations {
             /** @description A valid bearer token is required. */
             401: {
                 headers: {
+                    /**
+                     * @description `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+                     *     when a token was sent and refused (RFC 6750).
+                     */
+                    "WWW-AUTHENTICATE": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -989,6 +1004,11 @@ export interface operations {
             /** @description A valid bearer token is required. */
             401: {
                 headers: {
+                    /**
+                     * @description `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+                     *     when a token was sent and refused (RFC 6750).
+                     */
+                    "WWW-AUTHENTICATE": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1076,6 +1096,11 @@ export interface operations {
             /** @description The request carries a bearer token that is not valid (reads need none). */
             401: {
                 headers: {
+                    /**
+                     * @description `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+                     *     when a token was sent and refused (RFC 6750).
+                     */
+                    "WWW-AUTHENTICATE": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1149,6 +1174,11 @@ export interface operations {
             /** @description A valid bearer token is required. */
             401: {
                 headers: {
+                    /**
+                     * @description `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+                     *     when a token was sent and refused (RFC 6750).
+                     */
+                    "WWW-AUTHENTICATE": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1256,6 +1286,11 @@ export interface operations {
             /** @description The request carries a bearer token that is not valid (reads need none). */
             401: {
                 headers: {
+                    /**
+                     * @description `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+                     *     when a token was sent and refused (RFC 6750).
+                     */
+                    "WWW-AUTHENTICATE": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1330,6 +1365,11 @@ export interface operations {
             /** @description A valid bearer token is required. */
             401: {
                 headers: {
+                    /**
+                     * @description `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+                     *     when a token was sent and refused (RFC 6750).
+                     */
+                    "WWW-AUTHENTICATE": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1393,7 +1433,10 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 100 (20 when omitted). */
                 limit?: number;
-                /** @description The `next_cursor` of the previous page; omit it for the first page. */
+                /**
+                 * @description The `next_cursor` of the previous page; omit it for the first page. Opaque, but
+                 *     of an exact format: any string of it gets a page.
+                 */
                 cursor?: string;
             };
             header?: never;
@@ -1429,6 +1472,11 @@ export interface operations {
             /** @description The request carries a bearer token that is not valid (reads need none). */
             401: {
                 headers: {
+                    /**
+                     * @description `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+                     *     when a token was sent and refused (RFC 6750).
+                     */
+                    "WWW-AUTHENTICATE": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1514,6 +1562,11 @@ export interface operations {
             /** @description A valid bearer token is required. */
             401: {
                 headers: {
+                    /**
+                     * @description `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+                     *     when a token was sent and refused (RFC 6750).
+                     */
+                    "WWW-AUTHENTICATE": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1595,7 +1648,10 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 100 (20 when omitted). */
                 limit?: number;
-                /** @description The `next_cursor` of the previous page; omit it for the first page. */
+                /**
+                 * @description The `next_cursor` of the previous page; omit it for the first page. Opaque, but
+                 *     of an exact format: any string of it gets a page.
+                 */
                 cursor?: string;
             };
             header?: never;
@@ -1631,6 +1687,11 @@ export interface operations {
             /** @description The request carries a bearer token that is not valid (reads need none). */
             401: {
                 headers: {
+                    /**
+                     * @description `Bearer realm="tally"`, with `error="invalid_token"` and an `error_description`
+                     *     when a token was sent and refused (RFC 6750).
+                     */
+                    "WWW-AUTHENTICATE": string;
                     [name: string]: unknown;
                 };
                 content: {
