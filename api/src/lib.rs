@@ -12,6 +12,7 @@ pub mod counts_cache;
 pub mod cursor;
 pub mod examples;
 pub mod health;
+pub mod json_body;
 pub mod likes;
 pub mod metrics;
 pub mod posts;
@@ -181,6 +182,7 @@ impl Application {
             .at("/openapi.json", spec)
             .nest("/docs", docs)
             .around(required_lists::check)
+            .around(json_body::check)
             .with(body_limit::BodyLimit {
                 max: MAX_BODY_BYTES,
             })

@@ -2,8 +2,10 @@
 
 mod api;
 mod auth;
+mod body_media_types;
 mod chaos;
 mod comments;
+mod duplicate_json_keys;
 mod feed;
 mod hostile;
 mod likers;
