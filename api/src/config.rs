@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cors::CorsOrigins;
+
 // Defaults, shared by the flags and by `Config::new`, so the two cannot disagree.
 const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_DB_POOL_SIZE: u16 = 16;
@@ -88,6 +90,12 @@ pub struct Config {
           default_value_t = DEFAULT_WRITE_BURST,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub write_burst: u32,
+
+    /// Origins whose pages may call the api (CORS): comma-separated exact origins such as
+    /// `https://app.example.com`, and `*` for any origin, reads only. Unset: no CORS.
+    #[arg(long, env = "TALLY_CORS_ORIGINS", value_name = "TALLY_CORS_ORIGINS",
+          value_parser = CorsOrigins::parse)]
+    pub cors_origins: Option<CorsOrigins>,
 }
 
 impl std::fmt::Debug for Config {
@@ -105,6 +113,7 @@ impl std::fmt::Debug for Config {
             .field("counts_cache_ttl", &self.counts_cache_ttl)
             .field("write_rate_per_sec", &self.write_rate_per_sec)
             .field("write_burst", &self.write_burst)
+            .field("cors_origins", &self.cors_origins)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +172,7 @@ impl Config {
             counts_cache_ttl: millis(DEFAULT_COUNTS_CACHE_TTL_MS),
             write_rate_per_sec: DEFAULT_WRITE_RATE_PER_SEC,
             write_burst: DEFAULT_WRITE_BURST,
+            cors_origins: None,
         }
     }
 
@@ -195,5 +205,21 @@ mod tests {
         assert_eq!(config.db_timeout, Duration::from_secs(3));
         assert_eq!(config.read_your_writes_timeout, Duration::from_secs(2));
         assert_eq!(config.counts_cache_ttl, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_bad_cors_origin_is_refused_naming_the_variable() {
+        use clap::Parser;
+        let parsed = ServeArgs::try_parse_from([
+            "tally-api",
+            "--database-url=postgres://db",
+            "--cors-origins=https://app.example.com/",
+        ]);
+        let message = parsed.err().map(|err| err.to_string()).unwrap_or_default();
+        assert!(message.contains("TALLY_CORS_ORIGINS"), "{message}");
+        assert!(
+            message.contains("write 'https://app.example.com'"),
+            "{message}"
+        );
     }
 }

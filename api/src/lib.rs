@@ -8,6 +8,7 @@ pub mod auth;
 pub mod body_limit;
 pub mod comments;
 pub mod config;
+pub mod cors;
 pub mod counts_cache;
 pub mod cursor;
 pub mod examples;
@@ -39,6 +40,7 @@ pub use config::Config;
 
 use crate::auth::{KeyError, TokenKeys};
 use crate::comments::CommentsApi;
+use crate::cors::Cors;
 use crate::counts_cache::CountsCache;
 use crate::health::HealthApi;
 use crate::likes::LikesApi;
@@ -98,6 +100,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> poem::Response 
 /// A built api, bound to its port and ready to serve.
 pub struct Application {
     acceptor: TcpAcceptor,
+    cors: Cors,
     local_addr: SocketAddr,
     store: Store,
     keys: Arc<TokenKeys>,
@@ -136,6 +139,7 @@ impl Application {
         let metrics = Metrics::new();
         Ok(Self {
             acceptor,
+            cors: Cors::new(config.cors_origins.unwrap_or_default()),
             local_addr,
             store: Store::new(pool),
             keys: Arc::new(keys),
@@ -195,6 +199,7 @@ impl Application {
             .catch_all_error(render_error)
             .with(CatchPanic::new().with_handler(panic_response))
             .with(allowed)
+            .with(self.cors)
             .with(self.metrics)
             .with(Tracing)
             .into_endpoint();

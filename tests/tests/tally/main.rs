@@ -5,6 +5,7 @@ mod auth;
 mod body_media_types;
 mod chaos;
 mod comments;
+mod cors;
 mod duplicate_json_keys;
 mod feed;
 mod hostile;
