@@ -13,6 +13,7 @@ pub mod counts_cache;
 pub mod cursor;
 pub mod examples;
 pub mod health;
+pub mod http_limits;
 pub mod json_body;
 pub mod likes;
 pub mod metrics;
@@ -31,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::{CatchPanic, Tracing};
 use poem::{EndpointExt, IntoEndpoint, Route, Server};
 use poem_openapi::OpenApiService;
@@ -43,6 +44,7 @@ use crate::comments::CommentsApi;
 use crate::cors::Cors;
 use crate::counts_cache::CountsCache;
 use crate::health::HealthApi;
+use crate::http_limits::{LimitedAcceptor, Timeouts};
 use crate::likes::LikesApi;
 use crate::metrics::Metrics;
 use crate::posts::{PostsApi, ReadYourWrites};
@@ -99,7 +101,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> poem::Response 
 
 /// A built api, bound to its port and ready to serve.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    acceptor: LimitedAcceptor,
     cors: Cors,
     local_addr: SocketAddr,
     store: Store,
@@ -136,9 +138,13 @@ impl Application {
             .first()
             .and_then(|addr| addr.as_socket_addr().copied())
             .unwrap_or(config.http_addr);
+        let timeouts = Timeouts {
+            read: config.http_read_timeout,
+            idle: config.http_idle_timeout,
+        };
         let metrics = Metrics::new();
         Ok(Self {
-            acceptor,
+            acceptor: LimitedAcceptor::new(acceptor, config.http_max_connections, timeouts),
             cors: Cors::new(config.cors_origins.unwrap_or_default()),
             local_addr,
             store: Store::new(pool),
@@ -202,6 +208,7 @@ impl Application {
             .with(self.cors)
             .with(self.metrics)
             .with(Tracing)
+            .with(self.acceptor.request_clock())
             .into_endpoint();
         tracing::info!(addr = %self.local_addr, "api listening");
         let served = Server::new_with_acceptor(self.acceptor)
