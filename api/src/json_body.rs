@@ -38,9 +38,12 @@ fn is_plain_json(content_type: &str) -> bool {
         })
 }
 
-/// The 415 a request's headers earn, if any: a content coding other than identity, or a body
-/// that is not plain JSON.
+/// The 415 a request with a body earns, if any: a content coding other than identity, or a
+/// type other than plain JSON. A request without a body has nothing to decode.
 fn media_problem(req: &Request, has_body: bool) -> Option<Problem> {
+    if !has_body {
+        return None;
+    }
     let encodings = req.headers().get_all(CONTENT_ENCODING);
     for encoding in encodings {
         let value = encoding.to_str().unwrap_or("?");
@@ -52,9 +55,6 @@ fn media_problem(req: &Request, has_body: bool) -> Option<Problem> {
                 "Content-Encoding `{value}` is not supported: send the body unencoded"
             )));
         }
-    }
-    if !has_body {
-        return None;
     }
     let content_type = req.headers().get(CONTENT_TYPE).map(|v| v.to_str());
     match content_type {

@@ -814,6 +814,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not received in full within `TALLY_HTTP_READ_TIMEOUT_SECS` of its start; the connection is closed after it. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body is larger than the api accepts. */
             413: {
                 headers: {
@@ -1148,6 +1157,15 @@ export interface operations {
             };
             /** @description A valid bearer token is required. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not received in full within `TALLY_HTTP_READ_TIMEOUT_SECS` of its start; the connection is closed after it. */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1522,6 +1540,15 @@ export interface operations {
             };
             /** @description No such post, or it was deleted. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not received in full within `TALLY_HTTP_READ_TIMEOUT_SECS` of its start; the connection is closed after it. */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
