@@ -11,16 +11,16 @@
 //! [`RequestClock`] hands the request's deadline to the body reader (`body_limit`), which
 //! answers a late body with a 408 problem.
 
-use std::collections::HashMap;
+mod connection;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use poem::http::Version;
 use poem::listener::{Acceptor, TcpAcceptor};
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
@@ -28,6 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+
+use connection::{Connection, Connections, Phase};
 
 /// How long the acceptor waits after a failed accept (e.g. out of file descriptors) before
 /// trying again, rather than spinning.
@@ -40,128 +42,6 @@ pub struct Timeouts {
     pub read: Duration,
     /// Longest a connection waits for its next request.
     pub idle: Duration,
-}
-
-/// Where an HTTP/1 connection is.
-#[derive(Debug, Clone, Copy)]
-enum Phase {
-    /// Waiting, since then, for the first byte of its next request.
-    Idle(Instant),
-    /// Receiving a request's head, begun then.
-    Head(Instant),
-    /// A request's head is in: its body's deadline and its handler are [`RequestClock`]'s.
-    Busy,
-    /// HTTP/2: several requests at once, so only inactivity ends it (since the last byte).
-    Multiplexed(Instant),
-}
-
-/// One connection's phase, shared by its socket wrapper and its requests.
-#[derive(Debug)]
-struct Connection {
-    state: Mutex<State>,
-}
-
-#[derive(Debug)]
-struct State {
-    phase: Phase,
-    /// Who last found nothing to read. Its timer was set for the phase it read in, and hyper
-    /// reads again only when woken, so it is woken when a request ends to set the idle one.
-    parked: Option<Waker>,
-}
-
-impl Connection {
-    fn new(phase: Phase) -> Self {
-        Self {
-            state: Mutex::new(State {
-                phase,
-                parked: None,
-            }),
-        }
-    }
-
-    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    fn with_phase<T>(&self, f: impl FnOnce(&mut Phase) -> T) -> T {
-        self.with_state(|state| f(&mut state.phase))
-    }
-
-    /// A read found nothing: remember who to wake when the deadline moves.
-    fn park(&self, waker: &Waker) {
-        self.with_state(|state| match &state.parked {
-            Some(parked) if parked.will_wake(waker) => {}
-            _ => state.parked = Some(waker.clone()),
-        });
-    }
-
-    /// Bytes arrived: an idle connection starts receiving a request.
-    fn received(&self) {
-        self.with_phase(|phase| match phase {
-            Phase::Idle(_) => *phase = Phase::Head(Instant::now()),
-            Phase::Multiplexed(last) => *last = Instant::now(),
-            Phase::Head(_) | Phase::Busy => {}
-        });
-    }
-
-    /// Bytes went out: an HTTP/2 connection is active.
-    fn sent(&self) {
-        self.with_phase(|phase| {
-            if let Phase::Multiplexed(last) = phase {
-                *last = Instant::now();
-            }
-        });
-    }
-
-    /// When the connection must end unless something changes.
-    fn deadline(&self, timeouts: Timeouts) -> Option<Instant> {
-        self.with_phase(|phase| match *phase {
-            Phase::Idle(since) | Phase::Multiplexed(since) => Some(since + timeouts.idle),
-            Phase::Head(started) => Some(started + timeouts.read),
-            Phase::Busy => None,
-        })
-    }
-
-    /// A request's head is in; returns when the request began.
-    fn begin_request(&self, version: Version) -> Instant {
-        let now = Instant::now();
-        self.with_phase(|phase| {
-            if version >= Version::HTTP_2 {
-                *phase = Phase::Multiplexed(now);
-                return now;
-            }
-            let started = match *phase {
-                Phase::Head(started) => started,
-                _ => now,
-            };
-            *phase = Phase::Busy;
-            started
-        })
-    }
-
-    /// The answer is out: an HTTP/1 connection waits for its next request.
-    fn end_request(&self) {
-        let parked = self.with_state(|state| match state.phase {
-            Phase::Busy => {
-                state.phase = Phase::Idle(Instant::now());
-                state.parked.take()
-            }
-            _ => None,
-        });
-        if let Some(waker) = parked {
-            waker.wake();
-        }
-    }
-}
-
-/// The open connections by peer address, so a request finds its connection.
-#[derive(Debug, Default)]
-struct Connections(Mutex<HashMap<SocketAddr, Arc<Connection>>>);
-
-impl Connections {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<Connection>>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// The api's acceptor: at most `max` connections open (the next waits to be accepted until
