@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cors::CorsOrigins;
+
 // Defaults, shared by the flags and by `Config::new`, so the two cannot disagree.
 const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_DB_POOL_SIZE: u16 = 16;
@@ -12,6 +14,9 @@ const DEFAULT_READ_YOUR_WRITES_TIMEOUT_MS: &str = "2000";
 const DEFAULT_COUNTS_CACHE_TTL_MS: &str = "1000";
 const DEFAULT_WRITE_RATE_PER_SEC: u32 = 10;
 const DEFAULT_WRITE_BURST: u32 = 30;
+const DEFAULT_HTTP_READ_TIMEOUT_SECS: &str = "10";
+const DEFAULT_HTTP_IDLE_TIMEOUT_SECS: &str = "60";
+const DEFAULT_HTTP_MAX_CONNECTIONS: u32 = 512;
 
 /// Everything the api needs to start. Tests build it with [`Config::new`]; the binary reads
 /// it from the environment through clap, which names the variable in any error.
@@ -88,6 +93,30 @@ pub struct Config {
           default_value_t = DEFAULT_WRITE_BURST,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub write_burst: u32,
+
+    /// Origins whose pages may call the api (CORS): comma-separated exact origins such as
+    /// `https://app.example.com`, and `*` for any origin, reads only. Unset: no CORS.
+    #[arg(long, env = "TALLY_CORS_ORIGINS", value_name = "TALLY_CORS_ORIGINS",
+          value_parser = CorsOrigins::parse)]
+    pub cors_origins: Option<CorsOrigins>,
+
+    /// Longest a client may take to send one whole request, headers and body; then the api
+    /// answers 408 (or, mid-headers, closes the connection).
+    #[arg(long, env = "TALLY_HTTP_READ_TIMEOUT_SECS", value_name = "TALLY_HTTP_READ_TIMEOUT_SECS",
+          default_value = DEFAULT_HTTP_READ_TIMEOUT_SECS, value_parser = parse_timeout_secs)]
+    pub http_read_timeout: Duration,
+
+    /// Longest a kept-alive connection may wait for its next request before it is closed.
+    #[arg(long, env = "TALLY_HTTP_IDLE_TIMEOUT_SECS", value_name = "TALLY_HTTP_IDLE_TIMEOUT_SECS",
+          default_value = DEFAULT_HTTP_IDLE_TIMEOUT_SECS, value_parser = parse_timeout_secs)]
+    pub http_idle_timeout: Duration,
+
+    /// Most client connections open at once; beyond it, new connections wait to be accepted
+    /// until one closes. Keep it below the process's open-file limit.
+    #[arg(long, env = "TALLY_HTTP_MAX_CONNECTIONS", value_name = "TALLY_HTTP_MAX_CONNECTIONS",
+          default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub http_max_connections: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -105,6 +134,10 @@ impl std::fmt::Debug for Config {
             .field("counts_cache_ttl", &self.counts_cache_ttl)
             .field("write_rate_per_sec", &self.write_rate_per_sec)
             .field("write_burst", &self.write_burst)
+            .field("cors_origins", &self.cors_origins)
+            .field("http_read_timeout", &self.http_read_timeout)
+            .field("http_idle_timeout", &self.http_idle_timeout)
+            .field("http_max_connections", &self.http_max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +170,17 @@ fn parse_wait_millis(value: &str) -> Result<Duration, String> {
     Ok(wait)
 }
 
+/// An HTTP timeout: whole seconds, at least 1 (0 would refuse every client) and at most an
+/// hour (longer holds a connection slot for nothing).
+fn parse_timeout_secs(value: &str) -> Result<Duration, String> {
+    match value.parse::<u64>() {
+        Ok(secs @ 1..=3600) => Ok(Duration::from_secs(secs)),
+        _ => Err(format!(
+            "'{value}' is not a whole number of seconds from 1 to 3600"
+        )),
+    }
+}
+
 #[derive(clap::Parser)]
 struct ServeArgs {
     #[command(flatten)]
@@ -148,6 +192,7 @@ impl Config {
     /// and the HS256 key. Tests start here and change what they need.
     pub fn new(database_url: impl Into<String>, jwt_secret: impl Into<String>) -> Self {
         let millis = |value| parse_millis(value).unwrap_or_default();
+        let secs = |value| parse_timeout_secs(value).unwrap_or_default();
         Self {
             http_addr: DEFAULT_HTTP_ADDR
                 .parse()
@@ -163,6 +208,10 @@ impl Config {
             counts_cache_ttl: millis(DEFAULT_COUNTS_CACHE_TTL_MS),
             write_rate_per_sec: DEFAULT_WRITE_RATE_PER_SEC,
             write_burst: DEFAULT_WRITE_BURST,
+            cors_origins: None,
+            http_read_timeout: secs(DEFAULT_HTTP_READ_TIMEOUT_SECS),
+            http_idle_timeout: secs(DEFAULT_HTTP_IDLE_TIMEOUT_SECS),
+            http_max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
         }
     }
 
@@ -195,5 +244,31 @@ mod tests {
         assert_eq!(config.db_timeout, Duration::from_secs(3));
         assert_eq!(config.read_your_writes_timeout, Duration::from_secs(2));
         assert_eq!(config.counts_cache_ttl, Duration::from_secs(1));
+        assert_eq!(config.http_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.http_idle_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_bad_cors_origin_is_refused_naming_the_variable() {
+        use clap::Parser;
+        let parsed = ServeArgs::try_parse_from([
+            "tally-api",
+            "--database-url=postgres://db",
+            "--cors-origins=https://app.example.com/",
+        ]);
+        let message = parsed.err().map(|err| err.to_string()).unwrap_or_default();
+        assert!(message.contains("TALLY_CORS_ORIGINS"), "{message}");
+        assert!(
+            message.contains("write 'https://app.example.com'"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn http_timeouts_are_whole_seconds_from_one_to_an_hour() {
+        assert_eq!(parse_timeout_secs("10"), Ok(Duration::from_secs(10)));
+        for bad in ["0", "3601", "1.5", "soon"] {
+            assert!(parse_timeout_secs(bad).is_err(), "{bad}");
+        }
     }
 }

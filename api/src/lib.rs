@@ -8,10 +8,13 @@ pub mod auth;
 pub mod body_limit;
 pub mod comments;
 pub mod config;
+pub mod cors;
 pub mod counts_cache;
 pub mod cursor;
 pub mod examples;
 pub mod health;
+pub mod http_limits;
+pub mod json_body;
 pub mod likes;
 pub mod metrics;
 pub mod posts;
@@ -31,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::{CatchPanic, Tracing};
 use poem::{EndpointExt, IntoEndpoint, Route, Server};
 use poem_openapi::OpenApiService;
@@ -40,8 +43,10 @@ pub use config::Config;
 
 use crate::auth::{KeyError, TokenKeys};
 use crate::comments::CommentsApi;
+use crate::cors::Cors;
 use crate::counts_cache::CountsCache;
 use crate::health::HealthApi;
+use crate::http_limits::{LimitedAcceptor, Timeouts};
 use crate::likes::LikesApi;
 use crate::metrics::Metrics;
 use crate::posts::{PostsApi, ReadYourWrites};
@@ -98,7 +103,8 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> poem::Response 
 
 /// A built api, bound to its port and ready to serve.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    acceptor: LimitedAcceptor,
+    cors: Cors,
     local_addr: SocketAddr,
     store: Store,
     keys: Arc<TokenKeys>,
@@ -134,9 +140,14 @@ impl Application {
             .first()
             .and_then(|addr| addr.as_socket_addr().copied())
             .unwrap_or(config.http_addr);
+        let timeouts = Timeouts {
+            read: config.http_read_timeout,
+            idle: config.http_idle_timeout,
+        };
         let metrics = Metrics::new();
         Ok(Self {
-            acceptor,
+            acceptor: LimitedAcceptor::new(acceptor, config.http_max_connections, timeouts),
+            cors: Cors::new(config.cors_origins.unwrap_or_default()),
             local_addr,
             store: Store::new(pool),
             keys: Arc::new(keys),
@@ -183,6 +194,7 @@ impl Application {
             .at("/openapi.json", spec)
             .nest("/docs", docs)
             .around(required_lists::check)
+            .around(json_body::check)
             .with(body_limit::BodyLimit {
                 max: MAX_BODY_BYTES,
             })
@@ -195,8 +207,10 @@ impl Application {
             .catch_all_error(render_error)
             .with(CatchPanic::new().with_handler(panic_response))
             .with(allowed)
+            .with(self.cors)
             .with(self.metrics)
             .with(Tracing)
+            .with(self.acceptor.request_clock())
             .into_endpoint();
         tracing::info!(addr = %self.local_addr, "api listening");
         let served = Server::new_with_acceptor(self.acceptor)

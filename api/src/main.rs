@@ -15,8 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the api (the default).
-    Serve(Config),
+    /// Serve the api (the default). Boxed: the configuration dwarfs the other commands.
+    Serve(Box<Config>),
     /// Print a bearer token for USER_ID, signed with TALLY_JWT_SECRET.
     Token {
         /// The user id to put in the token's `sub`.
@@ -40,7 +40,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Serve(config)) => serve(config).await,
+        Some(Command::Serve(config)) => serve(*config).await,
         None => serve(Config::from_env_or_exit()).await,
         Some(Command::Token {
             user_id,

@@ -6,7 +6,8 @@
 //! rejects unknown fields, nor `nullable` for an `Option` field that is sent as `null`;
 //! without both, the spec would promise what the server refuses, or forbid what it sends.
 //! Nor can it declare response `links`, which tell clients (and schemathesis's stateful
-//! phase) which operations take the id a response hands out.
+//! phase) which operations take the id a response hands out, nor the 408 a middleware
+//! answers before an operation runs.
 
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
@@ -179,6 +180,33 @@ fn add_links(spec: &mut Value) {
     }
 }
 
+/// Declares the 408 of every operation that takes a body: a body not in full by the request's
+/// deadline is answered before the operation runs (see `body_limit`).
+fn add_request_timeouts(spec: &mut Value) {
+    let Some(paths) = spec["paths"].as_object_mut() else {
+        return;
+    };
+    let timeout = serde_json::json!({
+        "description": "The request was not received in full within \
+            `TALLY_HTTP_READ_TIMEOUT_SECS` of its start; the connection is closed after it.",
+        "content": {
+            "application/problem+json": {
+                "schema": { "$ref": "#/components/schemas/Problem" }
+            }
+        }
+    });
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|ops| ops.values_mut())
+        .filter(|op| op.get("requestBody").is_some())
+    {
+        if let Some(responses) = operation["responses"].as_object_mut() {
+            responses.insert("408".into(), timeout.clone());
+        }
+    }
+}
+
 /// Completes the document poem-openapi generated (see the module docs).
 pub fn finish(generated: &str) -> String {
     let Ok(mut spec) = serde_json::from_str::<Value>(generated) else {
@@ -229,6 +257,7 @@ pub fn finish(generated: &str) -> String {
         }
     }
     add_links(&mut spec);
+    add_request_timeouts(&mut spec);
     serde_json::to_string_pretty(&spec).unwrap_or_else(|_| generated.to_owned())
 }
 

@@ -824,6 +824,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The request was not received in full within `TALLY_HTTP_READ_TIMEOUT_SECS` of its start; the connection is closed after it. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body is larger than the api accepts. */
             413: {
                 headers: {
@@ -1179,6 +1188,15 @@ export interface operations {
                      *     when a token was sent and refused (RFC 6750).
                      */
                     "WWW-AUTHENTICATE": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not received in full within `TALLY_HTTP_READ_TIMEOUT_SECS` of its start; the connection is closed after it. */
+            408: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -1575,6 +1593,15 @@ export interface operations {
             };
             /** @description No such post, or it was deleted. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request was not received in full within `TALLY_HTTP_READ_TIMEOUT_SECS` of its start; the connection is closed after it. */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
