@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tally_sql::instance::Instance;
+
 // Defaults, shared by the flags and by `Config::new`, so the two cannot disagree.
 const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_DB_POOL_SIZE: u16 = 16;
@@ -88,6 +90,12 @@ pub struct Config {
           default_value_t = DEFAULT_WRITE_BURST,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub write_burst: u32,
+
+    /// This replica's name: in Postgres' application_name (tally-api/<name>), on every log
+    /// line and on every metric. Default: the host name and the process id.
+    #[arg(long, env = "TALLY_INSTANCE", value_name = "TALLY_INSTANCE",
+          default_value_t = Instance::of_this_process(), value_parser = Instance::parse)]
+    pub instance: Instance,
 }
 
 impl std::fmt::Debug for Config {
@@ -105,6 +113,7 @@ impl std::fmt::Debug for Config {
             .field("counts_cache_ttl", &self.counts_cache_ttl)
             .field("write_rate_per_sec", &self.write_rate_per_sec)
             .field("write_burst", &self.write_burst)
+            .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +172,7 @@ impl Config {
             counts_cache_ttl: millis(DEFAULT_COUNTS_CACHE_TTL_MS),
             write_rate_per_sec: DEFAULT_WRITE_RATE_PER_SEC,
             write_burst: DEFAULT_WRITE_BURST,
+            instance: Instance::of_this_process(),
         }
     }
 

@@ -6,6 +6,7 @@ mod chaos;
 mod comments;
 mod feed;
 mod hostile;
+mod instance;
 mod likers;
 mod pipeline;
 mod posts;
