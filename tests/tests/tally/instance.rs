@@ -103,6 +103,23 @@ impl Replicas {
         );
     }
 
+    /// Stops the services (SIGTERM) and drops the slot, which would pin WAL for the other
+    /// tests.
+    async fn stop(mut self) {
+        self.terminate().await;
+        let _ = self
+            .db
+            .execute("SELECT pg_drop_replication_slot($1)", &[&self.db_name])
+            .await;
+    }
+
+    /// SIGTERM to each service, waiting until it exited (killed after 10 s).
+    async fn terminate(&mut self) {
+        for (_, process) in &mut self.services {
+            process.terminate(Duration::from_secs(10)).await;
+        }
+    }
+
     fn instance(&self, index: usize) -> &str {
         &self.services[index].0
     }
@@ -185,6 +202,7 @@ async fn each_replica_names_itself_to_postgres_as_its_service_and_instance() {
         assert!(names.contains(&expected), "{expected} not in {names:?}");
     }
     assert_eq!(streaming, format!("tally-relay/{}", replicas.instance(1)));
+    replicas.stop().await;
 }
 
 #[tokio::test]
@@ -200,6 +218,7 @@ async fn the_relay_and_the_updater_name_themselves_to_nats_as_their_service_and_
         let expected = format!("{service}/{}", replicas.instance(index));
         assert!(names.contains(&expected), "{expected} not in {names:?}");
     }
+    replicas.stop().await;
 }
 
 #[tokio::test]
@@ -232,12 +251,14 @@ async fn the_metrics_of_every_service_name_its_instance_in_an_info_metric() {
             "{endpoint} lacks {info}:\n{text}"
         );
     }
+    replicas.stop().await;
 }
 
 #[tokio::test]
 async fn every_log_line_of_every_service_starts_with_its_instance() {
-    // Arrange
-    let replicas = Replicas::start().await;
+    // Arrange: the services run, then stop, so their shutdown lines are in the logs too.
+    let mut replicas = Replicas::start().await;
+    replicas.terminate().await;
 
     for (name, process) in &replicas.services {
         // Act
@@ -250,6 +271,7 @@ async fn every_log_line_of_every_service_starts_with_its_instance() {
         let others: Vec<&&str> = lines.iter().filter(|l| !l.starts_with(&prefix)).collect();
         assert!(others.is_empty(), "lines without {prefix:?}: {others:?}");
     }
+    replicas.stop().await;
 }
 
 #[tokio::test]
