@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cors::CorsOrigins;
+use tally_sql::instance::Instance;
 
 // Defaults, shared by the flags and by `Config::new`, so the two cannot disagree.
 const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
@@ -117,6 +118,11 @@ pub struct Config {
           default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub http_max_connections: u32,
+    /// This replica's name: in Postgres' application_name (tally-api/<name>), on every log
+    /// line and on every metric. Default: the host name and the process id.
+    #[arg(long, env = "TALLY_INSTANCE", value_name = "TALLY_INSTANCE",
+          default_value_t = Instance::of_this_process(), value_parser = Instance::parse)]
+    pub instance: Instance,
 }
 
 impl std::fmt::Debug for Config {
@@ -138,6 +144,7 @@ impl std::fmt::Debug for Config {
             .field("http_read_timeout", &self.http_read_timeout)
             .field("http_idle_timeout", &self.http_idle_timeout)
             .field("http_max_connections", &self.http_max_connections)
+            .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
 }
@@ -212,6 +219,7 @@ impl Config {
             http_read_timeout: secs(DEFAULT_HTTP_READ_TIMEOUT_SECS),
             http_idle_timeout: secs(DEFAULT_HTTP_IDLE_TIMEOUT_SECS),
             http_max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+            instance: Instance::of_this_process(),
         }
     }
 

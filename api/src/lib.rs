@@ -57,6 +57,9 @@ use crate::write_limit::WriteLimiter;
 /// The largest request body accepted; larger ones get a 413 before any parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The api's name in Postgres' `application_name` (`tally-api/<TALLY_INSTANCE>`).
+pub const SERVICE: &str = "tally-api";
+
 /// How long in-flight requests may run after a shutdown signal before they are cut off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -126,7 +129,12 @@ impl Application {
     /// Binds the listener and builds the (lazily connecting) database pool.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let keys = TokenKeys::from_config(&config)?;
-        let pool = store::pool(&config.database_url, config.db_pool_size, config.db_timeout)?;
+        let pool = store::pool(
+            &config.database_url,
+            &config.instance.client_name(SERVICE),
+            config.db_pool_size,
+            config.db_timeout,
+        )?;
         let bind_error = |source| StartError::Bind {
             addr: config.http_addr,
             source,
@@ -144,7 +152,7 @@ impl Application {
             read: config.http_read_timeout,
             idle: config.http_idle_timeout,
         };
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(&config.instance);
         Ok(Self {
             acceptor: LimitedAcceptor::new(acceptor, config.http_max_connections, timeouts),
             cors: Cors::new(config.cors_origins.unwrap_or_default()),

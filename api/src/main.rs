@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tally_api::{Application, Config, auth::TokenKeys};
+use tally_sql::instance::LogFormat;
 
 #[derive(Parser)]
 #[command(version, about = "tally's REST api")]
@@ -61,7 +62,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let format = tracing_subscriber::fmt::format();
     tracing_subscriber::fmt()
+        .event_format(LogFormat::new(config.instance.clone(), format))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,poem=warn".into()),

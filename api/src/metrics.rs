@@ -12,10 +12,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use tally_sql::instance::Instance;
 
 use crate::store::Store;
 
+/// Exposed as `tally_api_instance_info` (an info metric).
+pub const INSTANCE: &str = "tally_api_instance";
 pub const REQUESTS: &str = "tally_api_requests";
 pub const REQUEST_SECONDS: &str = "tally_api_request_seconds";
 pub const COUNTS_CACHE: &str = "tally_api_counts_cache_lookups";
@@ -60,8 +64,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The metrics of the replica `instance`, named by `tally_api_instance_info`.
+    pub fn new(instance: &Instance) -> Self {
         let mut registry = Registry::default();
+        registry.register(
+            INSTANCE,
+            "This replica's TALLY_INSTANCE, in the tally_instance label; always 1",
+            Info::new(instance.metric_labels()),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             REQUESTS,
@@ -116,7 +126,7 @@ impl Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(&Instance::of_this_process())
     }
 }
 

@@ -6,6 +6,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use pgwire_replication::{ReplicationConfig, TlsConfig};
+use tally_sql::instance::Instance;
+
+/// The relay's name to Postgres and NATS: `tally-relay/<TALLY_INSTANCE>`.
+pub const SERVICE: &str = "tally-relay";
 
 /// Everything the relay needs to start.
 #[derive(Clone)]
@@ -31,6 +35,9 @@ pub struct Config {
     pub outbox_retention: Option<Duration>,
     /// How often the retention job runs.
     pub prune_interval: Duration,
+    /// This replica's name (`TALLY_INSTANCE`): in Postgres' `application_name` and the NATS
+    /// client name (`tally-relay/<name>`), on every log line and on every metric.
+    pub instance: Instance,
 }
 
 /// The JetStream stream the relay creates when missing.
@@ -85,6 +92,7 @@ const VAR_MAX_AGE: &str = "TALLY_STREAM_MAX_AGE_SECS";
 const VAR_METRICS_ADDR: &str = "TALLY_RELAY_METRICS_ADDR";
 const VAR_OUTBOX_RETENTION: &str = "TALLY_OUTBOX_RETENTION_SECS";
 const VAR_PRUNE_INTERVAL: &str = "TALLY_OUTBOX_PRUNE_INTERVAL_SECS";
+const VAR_INSTANCE: &str = tally_sql::instance::VAR;
 
 /// The relay's command line: every flag falls back to its environment variable, and the
 /// values are checked by [`Config::from_args`] with messages naming the variable.
@@ -125,6 +133,9 @@ struct Args {
     /// How often the outbox retention job runs [default: 60]
     #[arg(long, env = VAR_PRUNE_INTERVAL)]
     outbox_prune_interval_secs: Option<String>,
+    /// This replica's name, for Postgres, NATS, logs and metrics [default: host name and pid]
+    #[arg(long, env = VAR_INSTANCE)]
+    instance: Option<String>,
 }
 
 impl Args {
@@ -140,6 +151,7 @@ impl Args {
             VAR_MAX_AGE => self.stream_max_age_secs.clone(),
             VAR_OUTBOX_RETENTION => self.outbox_retention_secs.clone(),
             VAR_PRUNE_INTERVAL => self.outbox_prune_interval_secs.clone(),
+            VAR_INSTANCE => self.instance.clone(),
             _ => None,
         }
     }
@@ -182,6 +194,7 @@ impl Config {
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9101))),
             outbox_retention: Some(DEFAULT_OUTBOX_RETENTION),
             prune_interval: DEFAULT_PRUNE_INTERVAL,
+            instance: Instance::of_this_process(),
         }
     }
 
@@ -237,6 +250,14 @@ impl Config {
         let retention = secs(VAR_OUTBOX_RETENTION, DEFAULT_OUTBOX_RETENTION)?;
         config.outbox_retention = (!retention.is_zero()).then_some(retention);
         config.prune_interval = secs(VAR_PRUNE_INTERVAL, DEFAULT_PRUNE_INTERVAL)?;
+        // Not `get`: an empty or blank name is refused, as in the api and the updater, rather
+        // than silently replaced by the default.
+        if let Some(value) = lookup(VAR_INSTANCE) {
+            config.instance = Instance::new(&value).map_err(|err| ConfigError::Invalid {
+                var: VAR_INSTANCE,
+                reason: err.to_string(),
+            })?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -282,12 +303,14 @@ impl Config {
 
     /// The parsed `database_url`, for the ordinary (non-replication) connection.
     pub(crate) fn postgres(&self) -> Result<tokio_postgres::Config, ConfigError> {
-        let config = tokio_postgres::Config::from_str(&self.database_url).map_err(|source| {
-            ConfigError::DatabaseUrl {
-                var: VAR_DATABASE_URL,
-                source,
-            }
-        })?;
+        let mut config =
+            tokio_postgres::Config::from_str(&self.database_url).map_err(|source| {
+                ConfigError::DatabaseUrl {
+                    var: VAR_DATABASE_URL,
+                    source,
+                }
+            })?;
+        config.application_name(self.client_name());
         // The replication connection has no TLS in this build; refusing here beats a
         // confusing failure later, or a silently unencrypted connection.
         if !matches!(
@@ -353,7 +376,12 @@ impl Config {
         Ok(replication
             .with_port(port)
             .with_tls(TlsConfig::disabled())
-            .with_application_name("tally-relay"))
+            .with_application_name(self.client_name()))
+    }
+
+    /// `tally-relay/<instance>`: the relay's name to Postgres and NATS.
+    pub fn client_name(&self) -> String {
+        self.instance.client_name(SERVICE)
     }
 }
 
@@ -369,6 +397,7 @@ impl std::fmt::Debug for Config {
             .field("metrics_addr", &self.metrics_addr)
             .field("outbox_retention", &self.outbox_retention)
             .field("prune_interval", &self.prune_interval)
+            .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
 }
@@ -474,6 +503,18 @@ mod tests {
         assert!(
             err.as_deref()
                 .is_some_and(|e| e.starts_with("TALLY_RELAY_SLOT is not valid")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_blank_instance_name_names_its_variable() {
+        let mut vars = BASE.to_vec();
+        vars.push(("TALLY_INSTANCE", " "));
+        let err = from(&vars).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.starts_with("TALLY_INSTANCE is not valid: must be 1 to 48")),
             "{err:?}"
         );
     }

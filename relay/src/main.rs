@@ -3,10 +3,14 @@
 
 use anyhow::Context;
 use tally_relay::{Config, Relay};
+use tally_sql::instance::LogFormat;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let config = Config::from_args().context("reading the configuration")?;
+    let format = tracing_subscriber::fmt::format();
     tracing_subscriber::fmt()
+        .event_format(LogFormat::new(config.instance.clone(), format))
         .with_env_filter(
             // pgwire-replication logs every failed session at ERROR, standing by included;
             // the relay logs each with its meaning and fix, once.
@@ -14,7 +18,6 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,pgwire_replication=off".into()),
         )
         .init();
-    let config = Config::from_args().context("reading the configuration")?;
     tracing::info!(?config, "starting");
     let relay = Relay::build(config).await.context("starting the relay")?;
     relay.run_until_stopped(shutdown_signal()).await?;

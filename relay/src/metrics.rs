@@ -10,8 +10,12 @@ use poem::{EndpointExt, Route, Server, get, handler, web::Data};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use tally_sql::instance::Instance;
 
+/// Exposed as `tally_relay_instance_info` (an info metric).
+pub const INSTANCE: &str = "tally_relay_instance";
 pub const EVENTS_PUBLISHED: &str = "tally_relay_events_published";
 pub const DUPLICATES: &str = "tally_relay_duplicates";
 pub const PUBLISH_SECONDS: &str = "tally_relay_publish_seconds";
@@ -40,8 +44,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The metrics of the replica `instance`, named by `tally_relay_instance_info`.
+    pub fn new(instance: &Instance) -> Self {
         let mut registry = Registry::default();
+        registry.register(
+            INSTANCE,
+            "This replica's TALLY_INSTANCE, in the tally_instance label; always 1",
+            Info::new(instance.metric_labels()),
+        );
         let events_published = Counter::default();
         registry.register(
             EVENTS_PUBLISHED,
@@ -128,7 +138,7 @@ impl Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(&Instance::of_this_process())
     }
 }
 

@@ -32,9 +32,9 @@ impl Publisher {
     /// Connects to NATS. The client reconnects by itself afterwards; publishes made while it
     /// is disconnected fail their ack, which restarts the session.
     #[instrument(skip(url, max_in_flight))]
-    pub async fn connect(url: &str, max_in_flight: usize) -> Result<Self, RelayError> {
+    pub async fn connect(url: &str, name: &str, max_in_flight: usize) -> Result<Self, RelayError> {
         let client = async_nats::ConnectOptions::new()
-            .name("tally-relay")
+            .name(name)
             .connection_timeout(Duration::from_secs(5))
             .event_callback(|event| async move {
                 match event {

@@ -60,9 +60,9 @@ impl Relay {
             }
         };
         Ok(Relay {
+            metrics: Metrics::new(&config.instance),
             config,
             publisher,
-            metrics: Metrics::new(),
             metrics_server,
         })
     }
@@ -70,7 +70,12 @@ impl Relay {
     async fn prepare(config: &Config) -> Result<Publisher, RelayError> {
         // NATS first: a slot created here is followed at once by the backfill, which needs
         // JetStream.
-        let publisher = Publisher::connect(&config.nats_url, config.max_in_flight).await?;
+        let publisher = Publisher::connect(
+            &config.nats_url,
+            &config.client_name(),
+            config.max_in_flight,
+        )
+        .await?;
         publisher.ensure_stream(&config.stream).await?;
         if slot::prepare(config).await? {
             slot::backfill(config, &publisher).await?;

@@ -2,6 +2,7 @@
 //! and the event types the api writes into the outbox and the updater reads off the stream.
 
 pub mod event;
+pub mod instance;
 pub mod migrate;
 
 pub use event::{

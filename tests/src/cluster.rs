@@ -307,6 +307,8 @@ pub struct NatsServer {
     port: u16,
     store: PathBuf,
     jetstream: bool,
+    /// The HTTP monitoring port (`-m`), when asked for with [`NatsServer::start_monitored`].
+    monitor_port: Option<u16>,
     child: Option<tokio::process::Child>,
 }
 
@@ -321,13 +323,24 @@ impl NatsServer {
         Self::start_with(false).await
     }
 
+    /// A nats-server that also serves its HTTP monitoring endpoints (`/connz`: who is
+    /// connected, under which client name).
+    pub async fn start_monitored() -> NatsServer {
+        Self::start_with_options(true, true).await
+    }
+
     async fn start_with(jetstream: bool) -> NatsServer {
+        Self::start_with_options(jetstream, false).await
+    }
+
+    async fn start_with_options(jetstream: bool, monitored: bool) -> NatsServer {
         let store =
             std::env::temp_dir().join(format!("tally-test-nats-{}", uuid::Uuid::new_v4().simple()));
         let mut server = NatsServer {
             port: free_port(),
             store,
             jetstream,
+            monitor_port: monitored.then(free_port),
             child: None,
         };
         // A free port can be taken again before the server binds it (by another test's
@@ -338,6 +351,7 @@ impl NatsServer {
                 return server;
             }
             server.port = free_port();
+            server.monitor_port = server.monitor_port.map(|_| free_port());
         }
         panic!("nats-server exited at start on five free ports in a row");
     }
@@ -368,6 +382,9 @@ impl NatsServer {
         let mut command = tokio::process::Command::new(&binary);
         if self.jetstream {
             command.arg("-js");
+        }
+        if let Some(port) = self.monitor_port {
+            command.args(["-m", &port.to_string()]);
         }
         // Named after its store, which is unique: the INFO line it greets a client with
         // tells this server from another that holds the port.
@@ -447,6 +464,27 @@ impl NatsServer {
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The client names of the connections open now, from the monitoring endpoint `/connz`
+    /// (only on a server started with [`NatsServer::start_monitored`]).
+    pub async fn connection_names(&self) -> Vec<String> {
+        let port = self
+            .monitor_port
+            .expect("connection_names needs NatsServer::start_monitored");
+        let connz: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/connz"))
+            .await
+            .and_then(|answer| answer.error_for_status())
+            .expect("reading /connz")
+            .json()
+            .await
+            .expect("/connz is JSON");
+        connz["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|connection| connection["name"].as_str().map(str::to_owned))
+            .collect()
     }
 
     /// A JetStream context on this server.

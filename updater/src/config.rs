@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tally_sql::instance::Instance;
 use uuid::Uuid;
 
 /// Default inbox retention: a day longer than the stream's default max age (7 days), so an
@@ -82,6 +83,13 @@ pub struct Config {
         default_value_t = 5
     )]
     pub negative_retries: u32,
+
+    /// This replica's name: in Postgres' application_name and the NATS client name
+    /// (tally-updater/<name>), on every log line and on every metric. Default: the host name
+    /// and the process id.
+    #[arg(long, env = "TALLY_INSTANCE", value_name = "TALLY_INSTANCE",
+          default_value_t = Instance::of_this_process(), value_parser = Instance::parse)]
+    pub instance: Instance,
 }
 
 impl Config {
@@ -97,6 +105,7 @@ impl Config {
             inbox_retention: DEFAULT_INBOX_RETENTION,
             ack_wait: Duration::from_secs(30),
             negative_retries: 5,
+            instance: Instance::of_this_process(),
         }
     }
 }
@@ -113,6 +122,7 @@ impl std::fmt::Debug for Config {
             .field("inbox_retention", &self.inbox_retention)
             .field("ack_wait", &self.ack_wait)
             .field("negative_retries", &self.negative_retries)
+            .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
 }

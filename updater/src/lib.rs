@@ -50,6 +50,8 @@ const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 const HAND_BACK_FOR: Duration = Duration::from_secs(1);
 /// How often the inbox is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// The updater's name to Postgres and NATS: `tally-updater/<TALLY_INSTANCE>`.
+pub const SERVICE: &str = "tally-updater";
 
 /// Why the updater could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -127,10 +129,12 @@ impl Updater {
     /// durable pull consumer; binds the metrics listener. Postgres is connected lazily, so a
     /// database outage at start is waited out like one later.
     pub async fn build(config: Config) -> Result<Self, UpdaterError> {
-        let pg_config: tokio_postgres::Config = config
+        let mut pg_config: tokio_postgres::Config = config
             .database_url
             .parse()
             .map_err(UpdaterError::DatabaseUrl)?;
+        let client_name = config.instance.client_name(SERVICE);
+        pg_config.application_name(&client_name);
         let manager = Manager::from_config(
             pg_config,
             NoTls,
@@ -154,7 +158,7 @@ impl Updater {
             })?;
 
         let client = async_nats::ConnectOptions::new()
-            .name("tally-updater")
+            .name(client_name)
             .retry_on_initial_connect()
             .connect(&config.nats_url)
             .await
@@ -197,10 +201,10 @@ impl Updater {
             .max_capacity(RECENT_IDS_MAX)
             .build();
         Ok(Self {
+            metrics: Metrics::new(&config.instance),
             config,
             pool,
             consumer,
-            metrics: Metrics::new(),
             metrics_server,
             recent,
             hold_back,

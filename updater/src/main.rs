@@ -5,17 +5,27 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use tally_sql::instance::LogFormat;
 use tally_updater::{Command, ReconcileArgs, Updater, reconcile};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let command = Command::from_env_or_exit();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+        );
+    match &command {
+        // A run is one replica among several: its lines say which.
+        Command::Run(config) => logs
+            .event_format(LogFormat::new(
+                config.instance.clone(),
+                tracing_subscriber::fmt::format(),
+            ))
+            .init(),
+        Command::Reconcile(_) => logs.init(),
+    }
     match command {
         Command::Run(config) => {
             tracing::info!(?config, "starting");

@@ -10,8 +10,12 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use tally_sql::instance::Instance;
 
+/// Exposed as `tally_updater_instance_info` (an info metric).
+pub const INSTANCE: &str = "tally_updater_instance";
 pub const EVENTS_APPLIED: &str = "tally_updater_events_applied";
 pub const DUPLICATES_DROPPED: &str = "tally_updater_duplicates_dropped";
 pub const DEAD_LETTERS: &str = "tally_updater_dead_letters";
@@ -52,8 +56,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The metrics of the replica `instance`, named by `tally_updater_instance_info`.
+    pub fn new(instance: &Instance) -> Self {
         let mut registry = Registry::default();
+        registry.register(
+            INSTANCE,
+            "This replica's TALLY_INSTANCE, in the tally_instance label; always 1",
+            Info::new(instance.metric_labels()),
+        );
         let events_applied = Counter::default();
         registry.register(
             EVENTS_APPLIED,
@@ -141,7 +151,7 @@ impl Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(&Instance::of_this_process())
     }
 }
 

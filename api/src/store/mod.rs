@@ -74,8 +74,16 @@ pub enum PoolBuildError {
 
 /// Builds a lazily connecting pool: the api starts even while Postgres is down and answers
 /// 503 until it comes back.
-pub fn pool(database_url: &str, size: u16, timeout: Duration) -> Result<Pool, PoolBuildError> {
-    let pg_config: tokio_postgres::Config = database_url.parse().map_err(PoolBuildError::Url)?;
+pub fn pool(
+    database_url: &str,
+    application_name: &str,
+    size: u16,
+    timeout: Duration,
+) -> Result<Pool, PoolBuildError> {
+    let mut pg_config: tokio_postgres::Config =
+        database_url.parse().map_err(PoolBuildError::Url)?;
+    // Over one the URL may name: each replica must show as itself in pg_stat_activity.
+    pg_config.application_name(application_name);
     let manager = Manager::from_config(
         pg_config,
         NoTls,

@@ -12,7 +12,9 @@
 // tells which one came. Paths, methods, parameters and bodies are checked at compile time.
 import createClient, { type Client, type ClientOptions } from "openapi-fetch";
 
-import type { components, operations, paths } from "./schema.ts";
+// `.js`: the path the built package has (dist/schema.js and .d.ts); tsc and tsx map it to
+// schema.ts here.
+import type { components, operations, paths } from "./schema.js";
 
 export type { components, operations, paths };
 
@@ -66,8 +68,8 @@ export function createTallyClient({ baseUrl, token, ...rest }: TallyClientOption
     ...rest,
     baseUrl: baseUrl.replace(/\/+$/, ""),
     // The spec declares `ids` as `style: form, explode: false` (`ids=a,b,c`), but openapi-fetch
-    // does not read that from the spec and would send `ids=a&ids=b`, of which the server reads
-    // only the first. So every array goes out comma-separated.
+    // does not read that from the spec and would send `ids=a&ids=b`, which the server refuses
+    // with a 400 (repeated `ids`). So every array goes out comma-separated.
     querySerializer: { array: { style: "form", explode: false } },
   });
   if (token !== undefined) {

@@ -14,6 +14,7 @@ mod error_details;
 mod feed;
 mod hostile;
 mod idle_connections;
+mod instance;
 mod likers;
 mod pipeline;
 mod posts;
