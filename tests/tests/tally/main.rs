@@ -14,6 +14,8 @@ mod posts;
 mod read_your_writes;
 mod recent_events_by_post;
 mod recent_events_progress;
+mod reconcile_needs_the_updater_role;
+mod reconcile_no_such_post;
 mod relay;
 mod roles;
 mod toggle;
