@@ -3,6 +3,10 @@
 mod api;
 mod auth;
 mod chaos;
+mod comment_body_blank;
+mod comment_body_controls;
+mod comment_body_length;
+mod comment_body_nfc;
 mod comments;
 mod count_drift_retention;
 mod dead_letters_readable;
