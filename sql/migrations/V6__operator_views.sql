@@ -89,6 +89,9 @@ CROSS JOIN LATERAL (
                SELECT min(age(s.catalog_xmin)) FROM pg_replication_slots s
                WHERE s.plugin = 'pgoutput' AND s.database = current_database()), false)
                AS confirmed
+    -- Kept a subquery (not flattened into the outer query), so each row costs a few index
+    -- probes: flattened, the planner hashes the whole inbox even for LIMIT 20.
+    OFFSET 0
 ) e
 ORDER BY o.created_at DESC;
 
