@@ -110,7 +110,8 @@ pub enum ReconcileError {
     /// The connection's role lacks grants the run needs.
     #[error(
         "role {role} may not {missing}; reconcile{fix} needs the grants of {NEEDED_ROLE}: \
-         run it with the updater's DATABASE_URL, or GRANT {NEEDED_ROLE} TO {role}",
+         run it as {NEEDED_ROLE} (the updater's DATABASE_URL) or as an operator's role that \
+         is a member of {NEEDED_ROLE}",
         fix = if *.fix { " --fix" } else { "" }
     )]
     PermissionDenied {
