@@ -76,13 +76,14 @@ pub fn normalize(raw: &str) -> Result<String, BodyRefused> {
     Ok(body)
 }
 
-/// The character class (without brackets) of every character `pick` selects, as ranges in
-/// `\uXXXX` / `\UXXXXXXXX` escapes, which the server's regex engine and Python's (the one
-/// schemathesis checks the spec with) both read.
+/// The character class (without brackets) of every character `pick` selects, as ranges. A
+/// BMP character is written `\uXXXX`, one outside it as itself: ECMA-262 (the spec's regex
+/// dialect), Python's `re` (schemathesis draws bodies with it) and the regex crate all read
+/// those alike, and have no common escape for a character outside the BMP.
 fn class_of(pick: impl Fn(char) -> bool) -> String {
     let escape = |c: char| match u32::from(c) {
         code @ 0..=0xFFFF => format!("\\u{code:04X}"),
-        code => format!("\\U{code:08X}"),
+        _ => c.to_string(),
     };
     let mut class = String::new();
     let mut chars = (0..=u32::from(char::MAX))
