@@ -76,19 +76,13 @@ pub fn normalize(raw: &str) -> Result<String, BodyRefused> {
     Ok(body)
 }
 
-/// The character class (without brackets) of every character `pick` selects, as ranges. A
-/// BMP character is written `\uXXXX`, one outside it as itself: ECMA-262 (the spec's regex
-/// dialect), Python's `re` (schemathesis draws bodies with it) and the regex crate all read
-/// those alike, and have no common escape for a character outside the BMP.
+/// The character class (without brackets) of every BMP character `pick` selects, as ranges
+/// of `\uXXXX` escapes, which ECMA-262 (the spec's regex dialect), Python's `re` (schemathesis
+/// draws bodies with it) and the regex crate all read alike. Outside the BMP they share no
+/// escape, and schemathesis cannot draw from a pattern holding such characters literally.
 fn class_of(pick: impl Fn(char) -> bool) -> String {
-    let escape = |c: char| match u32::from(c) {
-        code @ 0..=0xFFFF => format!("\\u{code:04X}"),
-        _ => c.to_string(),
-    };
     let mut class = String::new();
-    let mut chars = (0..=u32::from(char::MAX))
-        .filter_map(char::from_u32)
-        .peekable();
+    let mut chars = (0..=0xFFFF).filter_map(char::from_u32).peekable();
     while let Some(start) = chars.next() {
         if !pick(start) {
             continue;
@@ -101,18 +95,20 @@ fn class_of(pick: impl Fn(char) -> bool) -> String {
             end = next;
             chars.next();
         }
-        class.push_str(&escape(start));
+        class.push_str(&format!("\\u{:04X}", u32::from(start)));
         if end != start {
-            class.push('-');
-            class.push_str(&escape(end));
+            class.push_str(&format!("-\\u{:04X}", u32::from(end)));
         }
     }
     class
 }
 
-/// The spec's pattern for a body: no refused control character anywhere, and at least one
-/// character that is neither refused nor invisible. NFC changes neither property, so the
-/// pattern on the text as sent agrees with the rules on the text as stored.
+/// The spec's pattern for a body: no refused control character anywhere (all are in the
+/// BMP), and at least one character that is neither refused nor invisible. NFC changes
+/// neither property, so the pattern on the text as sent agrees with the rules on the text as
+/// stored, but for one gap: the few format characters outside the BMP (U+E0001, the tags
+/// U+E0020 to U+E007F, U+1D173 to U+1D17A, ...) count as visible in the pattern, so the spec
+/// takes a body of only those, which the server refuses as blank.
 pub static PATTERN: LazyLock<String> = LazyLock::new(|| {
     let refused = class_of(is_refused_control);
     let blank_or_refused = class_of(|c| is_refused_control(c) || is_invisible(c));
@@ -234,17 +230,17 @@ mod tests {
     }
 
     #[test]
-    fn the_spec_pattern_accepts_exactly_the_characters_the_rules_accept() {
+    fn the_spec_pattern_agrees_with_the_rules_but_for_format_characters_outside_the_bmp() {
         let pattern = regex::Regex::new(&PATTERN).expect("a valid pattern");
         // Each character alone, and after a visible one (where only controls are refused).
         for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
             for body in [c.to_string(), format!("a{c}")] {
-                assert_eq!(
-                    pattern.is_match(&body),
-                    normalize(&body).is_ok(),
-                    "{body:?} (U+{:04X})",
-                    u32::from(c)
-                );
+                let (spec, server) = (pattern.is_match(&body), normalize(&body).is_ok());
+                if u32::from(c) > 0xFFFF && is_invisible(c) && body.chars().count() == 1 {
+                    assert!(spec && !server, "{body:?}: the documented gap");
+                } else {
+                    assert_eq!(spec, server, "{body:?} (U+{:04X})", u32::from(c));
+                }
             }
         }
     }
