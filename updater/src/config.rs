@@ -206,7 +206,8 @@ struct Cli {
 enum Sub {
     /// Apply the event stream to post_counts until SIGTERM (what runs without a subcommand).
     Run(Config),
-    /// Compare post_counts with the likes and comments tables; exits 1 on drift.
+    /// Compare post_counts with the likes and comments tables; exits 1 on drift, 2 when
+    /// --post names no post, 3 when it cannot run (connection, grants).
     Reconcile(ReconcileArgs),
 }
 

@@ -54,3 +54,21 @@ pub async fn prune_held_back(
         )
         .await
 }
+
+/// Records `retention` in `updater_settings`, where `count_drift` and `recent_events` read
+/// it (they cannot read this process's environment).
+#[instrument(skip(client))]
+pub async fn record_retention(
+    client: &tokio_postgres::Client,
+    retention: Duration,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO updater_settings (inbox_retention) VALUES (make_interval(secs => $1))
+             ON CONFLICT (singleton) DO UPDATE
+             SET inbox_retention = EXCLUDED.inbox_retention, recorded_at = now()",
+            &[&retention.as_secs_f64()],
+        )
+        .await
+        .map(|_| ())
+}

@@ -253,6 +253,11 @@ impl Updater {
         } = self;
         let server =
             tokio::spawn(metrics_server.serve(metrics.clone(), stop.clone().cancelled_owned()));
+        let recorder = tokio::spawn(record_retention(
+            pool.clone(),
+            config.inbox_retention,
+            stop.clone(),
+        ));
         let pruner = tokio::spawn(prune_periodically(
             pool.clone(),
             config.inbox_retention,
@@ -321,6 +326,7 @@ impl Updater {
         stop.cancel();
         on_shutdown.abort();
         let _ = pruner.await;
+        let _ = recorder.await;
         if let Ok(Err(err)) = server.await {
             tracing::warn!(error = %err, "the metrics server failed");
         }
@@ -540,6 +546,31 @@ async fn hand_back(mut stream: jetstream::consumer::pull::Stream, batch_size: u3
         handed += 1;
     }
     tracing::info!(handed, "prefetched messages handed back");
+}
+
+/// Records the inbox retention as soon as Postgres answers (it may be down at start, as later),
+/// retrying until it is recorded or the updater stops.
+async fn record_retention(pool: Pool, retention: Duration, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let recorded = match pool.get().await {
+            Ok(client) => inbox::record_retention(&client, retention)
+                .await
+                .map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match recorded {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "recording the inbox retention failed; retrying")
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
 }
 
 /// Prunes the inbox soon after start, then every [`PRUNE_EVERY`], until `stop`.

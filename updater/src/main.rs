@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use tally_sql::instance::LogFormat;
+use tally_updater::reconcile::ReconcileError;
 use tally_updater::{Command, ReconcileArgs, Updater, reconcile};
 
 #[tokio::main]
@@ -33,11 +34,24 @@ async fn main() -> anyhow::Result<ExitCode> {
             updater.run_until_stopped(shutdown_signal()).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Reconcile(args) => run_reconcile(args).await,
+        Command::Reconcile(args) => Ok(match run_reconcile(args).await {
+            Ok(code) => code,
+            Err(err) => {
+                // The message names what to do (e.g. the role to run as); a bare error and
+                // exit 1 would read as "drift found".
+                eprintln!("tally-updater reconcile: {err:#}");
+                let no_such_post = matches!(
+                    err.downcast_ref::<ReconcileError>(),
+                    Some(ReconcileError::NoSuchPost(_))
+                );
+                ExitCode::from(if no_such_post { 2 } else { 3 })
+            }
+        }),
     }
 }
 
-/// Prints the drift on stdout; exit code 1 when drift remains (found and not repaired).
+/// Prints the drift on stdout; exit code 1 when drift remains (found and not repaired), 2
+/// when `--post` names no post, 3 when it could not run (connection, grants, database).
 async fn run_reconcile(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let (mut client, connection) =
         tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls)
@@ -50,9 +64,14 @@ async fn run_reconcile(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         inbox_retention: args.inbox_retention,
         progress: std::io::stderr().is_terminal(),
     };
-    let report = reconcile::reconcile(&mut client, &options)
-        .await
-        .context("reconciling")?;
+    let report = match reconcile::reconcile(&mut client, &options).await {
+        Ok(report) => report,
+        // Complete messages by themselves: no context to add.
+        Err(err @ (ReconcileError::NoSuchPost(_) | ReconcileError::PermissionDenied { .. })) => {
+            return Err(err.into());
+        }
+        Err(err) => return Err(anyhow::Error::new(err).context("reconciling")),
+    };
     for drift in &report.drift {
         println!("drift {drift}");
     }

@@ -97,10 +97,74 @@ pub struct Report {
     pub fixed: u64,
 }
 
+/// The role whose grants reconcile needs (the updater's own).
+pub const NEEDED_ROLE: &str = "tally_updater";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("reading or repairing the counts failed")]
     Database(#[from] tokio_postgres::Error),
+    /// `--post` named a post that is not in `posts` (never created, or a typo).
+    #[error("there is no post {0}")]
+    NoSuchPost(Uuid),
+    /// The connection's role lacks grants the run needs.
+    #[error(
+        "role {role} may not {missing}; reconcile{fix} needs the grants of {NEEDED_ROLE}: \
+         run it as {NEEDED_ROLE} (the updater's DATABASE_URL) or as an operator's role that \
+         is a member of {NEEDED_ROLE}",
+        fix = if *.fix { " --fix" } else { "" }
+    )]
+    PermissionDenied {
+        role: String,
+        /// What it may not do, e.g. `UPDATE post_counts, SELECT outbox`.
+        missing: String,
+        fix: bool,
+    },
+}
+
+/// What a run reads and, with `--fix`, writes.
+const READS: [&str; 7] = [
+    "posts",
+    "likes",
+    "comments",
+    "post_counts",
+    "outbox",
+    "inbox",
+    "dead_letters",
+];
+const WRITES: [(&str, &str); 2] = [("INSERT", "post_counts"), ("UPDATE", "post_counts")];
+
+/// Checks up front that the connection's role holds every grant the run needs, so a role
+/// without them is told which role to use instead of failing midway on one table.
+async fn check_grants(
+    client: &tokio_postgres::Client,
+    options: &Options,
+) -> Result<(), ReconcileError> {
+    let mut needed: Vec<(&str, &str)> = READS.iter().map(|table| ("SELECT", *table)).collect();
+    if options.fix {
+        needed.extend(WRITES);
+    }
+    let (privileges, tables): (Vec<&str>, Vec<&str>) = needed.into_iter().unzip();
+    let rows = client
+        .query(
+            "SELECT current_user::text, n.privilege || ' ' || n.relation
+             FROM unnest($1::text[], $2::text[]) AS n(privilege, relation)
+             WHERE NOT has_table_privilege(n.relation, n.privilege)",
+            &[&privileges, &tables],
+        )
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    Err(ReconcileError::PermissionDenied {
+        role: first.get(0),
+        missing: rows
+            .iter()
+            .map(|row| row.get::<_, String>(1))
+            .collect::<Vec<_>>()
+            .join(", "),
+        fix: options.fix,
+    })
 }
 
 /// Runs the check (and repair) on `client`, which must be allowed what the updater role is.
@@ -109,9 +173,16 @@ pub async fn reconcile(
     client: &mut tokio_postgres::Client,
     options: &Options,
 ) -> Result<Report, ReconcileError> {
+    check_grants(client, options).await?;
     let mut report = Report::default();
     let candidates = match options.post {
         Some(post) => {
+            let exists = client
+                .query_opt("SELECT 1 FROM posts WHERE post_id = $1", &[&post])
+                .await?;
+            if exists.is_none() {
+                return Err(ReconcileError::NoSuchPost(post));
+            }
             report.checked = 1;
             vec![post]
         }

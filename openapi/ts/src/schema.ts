@@ -451,7 +451,11 @@ export interface components {
          *     }
          */
         NewComment: {
-            /** @description The text: 1 to 2000 characters, not all whitespace, without NUL. */
+            /**
+             * @description The text: 1 to 2000 characters, counted after Unicode NFC normalization (it is stored
+             *     in NFC); not blank (only whitespace and invisible format characters such as U+200B);
+             *     no control characters other than newline and tab.
+             */
             body: string;
             /**
              * Format: uuid
@@ -1568,7 +1572,10 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["Comment"];
                 };
             };
-            /** @description The request was malformed: e.g. an empty, blank or over-long body. */
+            /**
+             * @description The request was malformed: e.g. an empty, blank or over-long body, or one with a
+             *     control character.
+             */
             400: {
                 headers: {
                     [name: string]: unknown;
