@@ -26,7 +26,7 @@ const READ_METHODS: &str = "GET, HEAD";
 /// The request headers a page may send: the token, the JSON body's type, and trace context.
 const ALLOW_HEADERS: &str = "authorization, content-type, traceparent";
 /// The response headers a page may read besides the CORS-safelisted ones.
-const EXPOSE_HEADERS: &str = "Tally-Event-Id, Retry-After, Location";
+const EXPOSE_HEADERS: &str = "Tally-Event-Id, Retry-After, Location, WWW-Authenticate";
 /// How long (seconds) a browser may cache a preflight answer: short enough that a changed
 /// origin list takes effect soon, long enough that a page pays one preflight per operation.
 pub const MAX_AGE_SECS: u32 = 600;
@@ -136,9 +136,17 @@ impl<E: Endpoint> Endpoint for CorsEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Response> {
-        let origin = req.headers().get(ORIGIN).cloned();
-        let Some(origin) = origin.filter(|_| !self.origins.is_empty()) else {
+        if self.origins.is_empty() {
             return Ok(self.inner.call(req).await?.into_response());
+        }
+        let Some(origin) = req.headers().get(ORIGIN).cloned() else {
+            // Vary on every answer, not only on cross-origin ones: a shared cache must not
+            // serve a same-origin answer (without CORS headers) to a page on another origin.
+            let mut response = self.inner.call(req).await?.into_response();
+            response
+                .headers_mut()
+                .append(VARY, HeaderValue::from_static("Origin"));
+            return Ok(response);
         };
         if req.method() == Method::OPTIONS
             && let Some(requested) = req.headers().get(ACCESS_CONTROL_REQUEST_METHOD)

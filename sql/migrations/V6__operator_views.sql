@@ -117,7 +117,10 @@ BEGIN
     BEGIN
         as_json := as_text::jsonb;
         format := 'json';
-    EXCEPTION WHEN invalid_text_representation OR untranslatable_character THEN
+    -- program_limit_exceeded: a poison message nested deeper than the parser's stack is text,
+    -- never an error that would fail the whole view.
+    EXCEPTION WHEN invalid_text_representation OR untranslatable_character
+                   OR program_limit_exceeded THEN
         format := 'text';
     END;
 END

@@ -26,11 +26,11 @@ pub const MAX_CHARS: usize = 2000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyRefused {
     #[error(
-        "body must not be blank: it has no character besides whitespace and invisible format characters (such as U+200B or U+202E)"
+        "`body` must be a string of 1 to 2000 characters that is not blank: it has no character besides whitespace and invisible format characters (such as U+200B or U+202E)"
     )]
     Blank,
     #[error(
-        "body must not contain control characters other than newline and tab: character {position} is U+{code:04X}"
+        "`body` must not contain control characters other than newline and tab: character {position} is U+{code:04X}"
     )]
     Control {
         /// 1-based, in characters.
@@ -38,7 +38,7 @@ pub enum BodyRefused {
         code: u32,
     },
     #[error(
-        "body must be at most {MAX_CHARS} characters (after Unicode NFC normalization): it is {0}"
+        "`body` must be a string of 1 to {MAX_CHARS} characters (counted after Unicode NFC normalization): it is {0}"
     )]
     TooLong(usize),
 }

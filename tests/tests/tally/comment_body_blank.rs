@@ -34,7 +34,7 @@ async fn a_comment_of_only_zero_width_or_format_characters_is_blank() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}: {problem}");
         let detail = problem["detail"].as_str().unwrap_or_default();
         assert!(
-            detail.starts_with("body must not be blank"),
+            detail.starts_with("`body` must be a string of 1 to 2000 characters that is not blank"),
             "{body:?}: {detail}"
         );
     }

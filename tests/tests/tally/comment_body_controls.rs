@@ -35,7 +35,7 @@ async fn a_comment_with_a_control_character_other_than_newline_or_tab_is_refused
         assert_eq!(
             problem["detail"],
             format!(
-                "body must not contain control characters other than newline and tab: {detail}"
+                "`body` must not contain control characters other than newline and tab: {detail}"
             )
         );
     }

@@ -33,7 +33,7 @@ async fn the_comment_length_limit_counts_characters_after_nfc() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     assert_eq!(
         problem["detail"],
-        "body must be at most 2000 characters (after Unicode NFC normalization): it is 6000"
+        "`body` must be a string of 1 to 2000 characters (counted after Unicode NFC normalization): it is 6000"
     );
     assert_eq!(shrunk.status(), StatusCode::CREATED);
     assert_eq!(

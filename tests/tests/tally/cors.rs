@@ -83,7 +83,12 @@ async fn a_listed_origin_may_preflight_write_and_read_every_answer() {
     assert_eq!(liked.status(), StatusCode::CREATED);
     assert_eq!(header(liked.headers(), "access-control-allow-origin"), APP);
     let exposed = header(liked.headers(), "access-control-expose-headers");
-    for name in ["Tally-Event-Id", "Retry-After", "Location"] {
+    for name in [
+        "Tally-Event-Id",
+        "Retry-After",
+        "Location",
+        "WWW-Authenticate",
+    ] {
         assert!(exposed.contains(name), "{exposed}");
     }
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
@@ -191,6 +196,30 @@ async fn without_cors_origins_there_is_no_cors() {
     assert_no_cors("preflight", pre.headers());
     assert_eq!(read.status(), StatusCode::OK);
     assert_no_cors("read", read.headers());
+
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_without_an_origin_still_varies_on_origin() {
+    // Arrange
+    let app = TestApp::spawn_with_api(|config| {
+        config.cors_origins = tally_api::cors::CorsOrigins::parse(APP).ok();
+    })
+    .await;
+    let post = app.create_post("alice").await;
+
+    // Act
+    let read = app
+        .request(Method::GET, &format!("/v1/posts/{post}"), None)
+        .send()
+        .await
+        .expect("a same-origin read");
+
+    // Assert: a shared cache must not hand this answer to a page on another origin.
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(header(read.headers(), "vary"), "Origin");
+    assert_no_cors("a same-origin read", read.headers());
 
     app.stop().await;
 }

@@ -20,16 +20,19 @@ async fn publish(app: &TestApp, msg_id: &str, payload: &[u8]) {
 
 #[tokio::test]
 async fn dead_letters_readable_shows_payloads_as_json_text_or_escaped_bytes() {
-    // Arrange: three payloads the updater cannot apply, dead-lettered for real.
+    // Arrange: four payloads the updater cannot apply, dead-lettered for real.
     let app = TestApp::spawn().await;
     publish(&app, "json", br#"{"hello": "world"}"#).await;
     publish(&app, "text", b"not json at all").await;
     publish(&app, "binary", b"\xff\x00ok").await;
+    // Deeper than Postgres's JSON parser's stack: text, never an error failing the view.
+    let deep = "[".repeat(20_000);
+    publish(&app, "deep", deep.as_bytes()).await;
     TestApp::eventually(Duration::from_secs(30), || async {
-        (app.scalar_i64("SELECT count(*) FROM dead_letters").await == 3).then_some(())
+        (app.scalar_i64("SELECT count(*) FROM dead_letters").await == 4).then_some(())
     })
     .await
-    .expect("the three payloads were dead-lettered");
+    .expect("the four payloads were dead-lettered");
 
     // Act: as an operator would, through the view (readable by the service roles too).
     let rows = app
@@ -58,6 +61,7 @@ async fn dead_letters_readable_shows_payloads_as_json_text_or_escaped_bytes() {
             ),
             ("text".to_owned(), None, "not json at all".to_owned(), 15),
             ("binary".to_owned(), None, r"\377\000ok".to_owned(), 4),
+            ("text".to_owned(), None, deep, 20_000),
         ]
     );
 

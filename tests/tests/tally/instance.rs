@@ -33,7 +33,14 @@ impl Replicas {
         let (db_name, db) = postgres().fresh_database().await;
         let nats = NatsServer::start_monitored().await;
         let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        let addrs = [free_port(), free_port(), free_port()].map(|p| format!("127.0.0.1:{p}"));
+        let mut ports: Vec<u16> = Vec::with_capacity(3);
+        while ports.len() < 3 {
+            let port = free_port();
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        let addrs = [ports[0], ports[1], ports[2]].map(|p| format!("127.0.0.1:{p}"));
         let services = service_env(&db_name, &nats, &addrs).map(|(binary, mut env)| {
             // Dots and a colon: a name as a host and port would give it.
             let instance = format!("{binary}-{tag}.replica:7");
@@ -266,7 +273,14 @@ async fn every_log_line_of_every_service_starts_with_its_instance() {
 
         // Assert
         let prefix = format!("instance={name} ");
-        let lines: Vec<&str> = log.lines().filter(|line| !line.trim().is_empty()).collect();
+        // A record starts with the prefix or, without it, with its timestamp; other lines
+        // continue a multi-line message (e.g. a Postgres error's DETAIL line).
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|line| {
+                line.starts_with("instance=") || line.starts_with(|c: char| c.is_ascii_digit())
+            })
+            .collect();
         assert!(!lines.is_empty(), "{name} logged nothing");
         let others: Vec<&&str> = lines.iter().filter(|l| !l.starts_with(&prefix)).collect();
         assert!(others.is_empty(), "lines without {prefix:?}: {others:?}");

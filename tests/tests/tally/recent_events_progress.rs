@@ -36,7 +36,8 @@ async fn reaches(
             .batch_execute("CHECKPOINT")
             .await
             .expect("checkpoint");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A checkpoint is cluster-wide: once a second keeps the other tests' clusters unhurried.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         None
     })
     .await
