@@ -1,5 +1,6 @@
 //! Which text may be a user id (a token's `sub`), in one place, so every way a user id enters
-//! tally is held to the same rules.
+//! tally is held to the same rules; and the character classes and NFC form that the comment
+//! body's rules (`comments::body`) share with it.
 //!
 //! A user id is shown to other users (likers lists, comment authors) and compared code point
 //! for code point by Postgres. So two ids that look the same must be the same id: ids are
@@ -32,6 +33,17 @@ pub enum UserIdError {
     TooLong,
     #[error("contains U+{code:04X}, {class}; user ids may not")]
     Forbidden { code: u32, class: &'static str },
+}
+
+/// Whether `c` is a control character (general category Cc).
+pub fn is_control(c: char) -> bool {
+    c.general_category() == GeneralCategory::Control
+}
+
+/// Whether `c` is an invisible format character (general category Cf: zero-width
+/// characters, bidi overrides and isolates, soft hyphens, ...).
+pub fn is_format(c: char) -> bool {
+    c.general_category() == GeneralCategory::Format
 }
 
 /// The kind of character `c` is, when a user id may not contain it.

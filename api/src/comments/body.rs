@@ -12,11 +12,10 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
+use crate::text_rules;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use serde_json::Value;
-use unicode_normalization::UnicodeNormalization;
-use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// The longest comment, in characters (Unicode code points) after NFC, as the database
 /// enforces.
@@ -45,17 +44,17 @@ pub enum BodyRefused {
 
 /// A control character a body may not hold: every one but newline and tab.
 fn is_refused_control(c: char) -> bool {
-    c.general_category() == GeneralCategory::Control && c != '\n' && c != '\t'
+    text_rules::is_control(c) && c != '\n' && c != '\t'
 }
 
 /// A character that shows as nothing: whitespace (White_Space) or a format character (Cf).
 fn is_invisible(c: char) -> bool {
-    c.is_whitespace() || c.general_category() == GeneralCategory::Format
+    c.is_whitespace() || text_rules::is_format(c)
 }
 
 /// The body as stored: `raw` in NFC, once it passes every rule.
 pub fn normalize(raw: &str) -> Result<String, BodyRefused> {
-    let body: String = raw.nfc().collect();
+    let body = text_rules::to_nfc(raw).into_owned();
     if let Some((index, c)) = body
         .chars()
         .enumerate()
