@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cors::CorsOrigins;
-use tally_sql::instance::Instance;
+use tally_runtime::instance::Instance;
 
 // Defaults, shared by the flags and by `Config::new`, so the two cannot disagree.
 const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";

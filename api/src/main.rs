@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tally_api::{Application, Config, auth::TokenKeys};
-use tally_sql::instance::LogFormat;
+use tally_runtime::instance::LogFormat;
 
 #[derive(Parser)]
 #[command(version, about = "tally's REST api")]

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use pgwire_replication::{ReplicationConfig, TlsConfig};
-use tally_sql::instance::Instance;
+use tally_runtime::instance::Instance;
 
 /// The relay's name to Postgres and NATS: `tally-relay/<TALLY_INSTANCE>`.
 pub const SERVICE: &str = "tally-relay";
@@ -92,7 +92,7 @@ const VAR_MAX_AGE: &str = "TALLY_STREAM_MAX_AGE_SECS";
 const VAR_METRICS_ADDR: &str = "TALLY_RELAY_METRICS_ADDR";
 const VAR_OUTBOX_RETENTION: &str = "TALLY_OUTBOX_RETENTION_SECS";
 const VAR_PRUNE_INTERVAL: &str = "TALLY_OUTBOX_PRUNE_INTERVAL_SECS";
-const VAR_INSTANCE: &str = tally_sql::instance::VAR;
+const VAR_INSTANCE: &str = tally_runtime::instance::VAR;
 
 /// The relay's command line: every flag falls back to its environment variable, and the
 /// values are checked by [`Config::from_args`] with messages naming the variable.

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use tally_relay::{Config, Relay};
-use tally_sql::instance::LogFormat;
+use tally_runtime::instance::LogFormat;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -2,7 +2,6 @@
 //! and the event types the api writes into the outbox and the updater reads off the stream.
 
 pub mod event;
-pub mod instance;
 pub mod migrate;
 
 pub use event::{

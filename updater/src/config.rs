@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tally_sql::instance::Instance;
+use tally_runtime::instance::Instance;
 use uuid::Uuid;
 
 /// Default inbox retention: a day longer than the stream's default max age (7 days), so an

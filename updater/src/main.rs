@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use tally_sql::instance::LogFormat;
+use tally_runtime::instance::LogFormat;
 use tally_updater::reconcile::ReconcileError;
 use tally_updater::{Command, ReconcileArgs, Updater, reconcile};
 

@@ -12,7 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-use tally_sql::instance::Instance;
+use tally_runtime::instance::Instance;
 
 /// Exposed as `tally_updater_instance_info` (an info metric).
 pub const INSTANCE: &str = "tally_updater_instance";
