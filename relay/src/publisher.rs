@@ -159,7 +159,9 @@ impl AckWindow {
                         ack,
                         published_at,
                     } => {
+                        let waiting = Instant::now();
                         let acked = ack.await;
+                        crate::metrics::lap(&metrics.stages.ack_wait, waiting);
                         metrics.in_flight.dec();
                         match acked {
                             Ok(ack) => {
