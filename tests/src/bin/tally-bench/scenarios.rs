@@ -457,6 +457,13 @@ async fn end_to_end(
             run.latency_ms(percentile),
         );
     }
+    if !stored::tracks_commit_times(&stack.db).await? {
+        report.note(
+            "commit → stored counts from the outbox row's created_at (its transaction's start): \
+             track_commit_timestamp is off in this cluster"
+                .to_owned(),
+        );
+    }
     let times = stored::stored_times(&jetstream, after).await?;
     let lags = stored::commit_to_stored_ms(&stack.db, since, &times).await?;
     if lags.is_empty() {

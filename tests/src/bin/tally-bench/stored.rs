@@ -67,6 +67,14 @@ pub async fn stored_times(
     Ok(times)
 }
 
+/// Whether Postgres records commit times (`track_commit_timestamp`): then a row's commit
+/// time is its transaction's real commit, else its `created_at` (the transaction's start,
+/// which adds the transaction's own duration to the figure).
+pub async fn tracks_commit_times(db: &tokio_postgres::Client) -> anyhow::Result<bool> {
+    let row = db.query_one("SHOW track_commit_timestamp", &[]).await?;
+    Ok(row.get::<_, &str>(0) == "on")
+}
+
 /// Commit → stored, in milliseconds, for every outbox row of type `like.added` committed at
 /// or after `since` whose message is in `stored`.
 pub async fn commit_to_stored_ms(
@@ -74,10 +82,17 @@ pub async fn commit_to_stored_ms(
     since: chrono::DateTime<chrono::Utc>,
     stored: &HashMap<String, i128>,
 ) -> anyhow::Result<Vec<f64>> {
+    let committed = if tracks_commit_times(db).await? {
+        "coalesce(pg_xact_commit_timestamp(xmin), created_at)"
+    } else {
+        "created_at"
+    };
     let rows = db
         .query(
-            "SELECT event_id::text, (extract(epoch FROM created_at) * 1000000)::bigint \
-             FROM outbox WHERE created_at >= $1 AND event_type = 'like.added'",
+            &format!(
+                "SELECT event_id::text, (extract(epoch FROM {committed}) * 1000000)::bigint \
+                 FROM outbox WHERE created_at >= $1 AND event_type = 'like.added'"
+            ),
             &[&since],
         )
         .await
