@@ -4,10 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Instant;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Route, Server, get, handler, web::Data};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
@@ -26,6 +28,47 @@ pub const CONFIRMED_LSN: &str = "tally_relay_confirmed_lsn";
 pub const STREAMING: &str = "tally_relay_streaming";
 pub const SESSIONS_FAILED: &str = "tally_relay_sessions_failed";
 pub const OUTBOX_PRUNED: &str = "tally_relay_outbox_pruned";
+pub const STAGE_SECONDS: &str = "tally_relay_stage_seconds";
+
+/// The stages a relayed event passes through, as values of [`STAGE_SECONDS`]'s `stage` label.
+/// The session's stages run one after another on one task; `ack_wait` runs beside them on
+/// the ack window's task.
+pub mod stage {
+    /// Waiting for the next replication message from Postgres.
+    pub const READ: &str = "read";
+    /// Decoding a pgoutput message.
+    pub const DECODE: &str = "decode";
+    /// Turning an outbox row into a NATS message (subject, payload, headers).
+    pub const BUILD: &str = "build";
+    /// The publish call (handing the message to the client; waits while its buffer is full).
+    pub const PUBLISH: &str = "publish";
+    /// Waiting for room in the window of unacknowledged publishes (backpressure).
+    pub const WINDOW: &str = "window";
+    /// Reporting confirmed positions to Postgres.
+    pub const CONFIRM: &str = "confirm";
+    /// The ack task awaiting JetStream's acknowledgements, oldest first.
+    pub const ACK_WAIT: &str = "ack_wait";
+    pub const ALL: [&str; 7] = [READ, DECODE, BUILD, PUBLISH, WINDOW, CONFIRM, ACK_WAIT];
+}
+
+/// Seconds spent per stage, summed.
+#[derive(Clone, Debug)]
+pub struct Stages {
+    pub read: Counter<f64, AtomicU64>,
+    pub decode: Counter<f64, AtomicU64>,
+    pub build: Counter<f64, AtomicU64>,
+    pub publish: Counter<f64, AtomicU64>,
+    pub window: Counter<f64, AtomicU64>,
+    pub confirm: Counter<f64, AtomicU64>,
+    pub ack_wait: Counter<f64, AtomicU64>,
+}
+
+/// Adds the time since `since` to `counter` and returns now, for the next stage.
+pub fn lap(counter: &Counter<f64, AtomicU64>, since: Instant) -> Instant {
+    let now = Instant::now();
+    counter.inc_by(now.duration_since(since).as_secs_f64());
+    now
+}
 
 /// Every metric the relay keeps; cheap to clone (shared handles).
 #[derive(Clone, Debug)]
@@ -40,6 +83,7 @@ pub struct Metrics {
     pub streaming: Gauge,
     pub sessions_failed: Counter,
     pub outbox_pruned: Counter,
+    pub stages: Stages,
     registry: Arc<Registry>,
 }
 
@@ -112,6 +156,23 @@ impl Metrics {
             "Outbox rows deleted by the retention job",
             outbox_pruned.clone(),
         );
+        let stage_seconds =
+            Family::<[(&'static str, &'static str); 1], Counter<f64, AtomicU64>>::default();
+        registry.register(
+            STAGE_SECONDS,
+            "Seconds the relay spent per stage of relaying events (see the stage label)",
+            stage_seconds.clone(),
+        );
+        let counter = |name: &'static str| stage_seconds.get_or_create(&[("stage", name)]).clone();
+        let stages = Stages {
+            read: counter(stage::READ),
+            decode: counter(stage::DECODE),
+            build: counter(stage::BUILD),
+            publish: counter(stage::PUBLISH),
+            window: counter(stage::WINDOW),
+            confirm: counter(stage::CONFIRM),
+            ack_wait: counter(stage::ACK_WAIT),
+        };
         Self {
             events_published,
             duplicates,
@@ -123,6 +184,7 @@ impl Metrics {
             streaming,
             sessions_failed,
             outbox_pruned,
+            stages,
             registry: Arc::new(registry),
         }
     }
@@ -191,5 +253,33 @@ impl MetricsServer {
         Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(std::time::Duration::from_secs(1)))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn time_lapped_into_a_stage_is_exported_under_its_stage_label() {
+        let metrics = Metrics::new();
+        let since = Instant::now() - Duration::from_millis(250);
+
+        lap(&metrics.stages.publish, since);
+
+        let text = metrics.encode();
+        let seconds = |name: &str| -> f64 {
+            let prefix = format!("{STAGE_SECONDS}_total{{stage=\"{name}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(&prefix))
+                .and_then(|value| value.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} stage in {text}"))
+        };
+        assert!(seconds(stage::PUBLISH) >= 0.25);
+        for name in stage::ALL.iter().filter(|name| **name != stage::PUBLISH) {
+            assert_eq!(seconds(name), 0.0, "{name}");
+        }
     }
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant, SystemTime};
 use async_nats::jetstream::context::{CreateStreamErrorKind, PublishAckFuture};
 use async_nats::jetstream::{self, stream::StorageType};
 use pgwire_replication::Lsn;
-use tokio::sync::{mpsc, watch};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::instrument;
 
@@ -140,70 +142,105 @@ pub enum InFlight {
 /// session publishes and pushes; the task publishes the newest confirmable position on a
 /// watch channel. Awaiting acks in another task keeps a full window from deadlocking the
 /// publisher.
+///
+/// The window's capacity counts events only: a position to confirm is not a publish, and
+/// counting one per transaction would halve the publishes in flight on one-event
+/// transactions (the api's), which made the relay wait on the broker's round trips.
+/// Positions are still bounded, by the channel (twice the capacity).
 #[derive(Debug)]
 pub struct AckWindow {
-    sender: mpsc::Sender<InFlight>,
+    sender: mpsc::Sender<(InFlight, Option<OwnedSemaphorePermit>)>,
+    events: Arc<Semaphore>,
     confirmed: watch::Receiver<Lsn>,
     task: JoinHandle<Result<(), RelayError>>,
 }
 
 impl AckWindow {
     pub fn spawn(capacity: usize, metrics: Metrics) -> Self {
-        let (sender, mut receiver) = mpsc::channel::<InFlight>(capacity.max(1));
+        let capacity = capacity.max(1);
+        let (sender, mut receiver) = mpsc::channel(capacity.saturating_mul(2));
+        let events = Arc::new(Semaphore::new(capacity));
         let (confirmed_tx, confirmed) = watch::channel(Lsn::ZERO);
+        let closing = events.clone();
         let task = tokio::spawn(async move {
-            while let Some(item) = receiver.recv().await {
-                match item {
-                    InFlight::Event {
-                        event_id,
-                        ack,
-                        published_at,
-                    } => {
-                        let acked = ack.await;
-                        metrics.in_flight.dec();
-                        match acked {
-                            Ok(ack) => {
-                                metrics
-                                    .publish_seconds
-                                    .observe(published_at.elapsed().as_secs_f64());
-                                metrics.events_published.inc();
-                                if ack.duplicate {
-                                    metrics.duplicates.inc();
-                                    tracing::debug!(event_id, "JetStream dropped a duplicate");
-                                }
-                            }
-                            Err(source) => return Err(RelayError::Ack { event_id, source }),
-                        }
-                    }
-                    InFlight::Confirm { lsn, committed_at } => {
-                        let lag = committed_at
-                            .and_then(|at| SystemTime::now().duration_since(at).ok())
-                            .unwrap_or_default();
-                        metrics.lag_seconds.set(lag.as_secs_f64());
-                        confirmed_tx.send_if_modified(|current| {
-                            let raised = lsn > *current;
-                            if raised {
-                                *current = lsn;
-                            }
-                            raised
-                        });
-                    }
-                }
-            }
-            Ok(())
+            let result = Self::await_acks(&mut receiver, &confirmed_tx, &metrics).await;
+            // A push waiting for room must not wait forever once nothing frees it.
+            closing.close();
+            result
         });
         Self {
             sender,
+            events,
             confirmed,
             task,
         }
     }
 
-    /// Adds an item; waits while the window is full. Fails once the task stopped on an
-    /// error, which [`AckWindow::drain`] then returns.
+    /// The task's loop: awaits each event's ack in order (freeing its place in the window)
+    /// and raises the confirmable position when a confirmation comes up.
+    async fn await_acks(
+        receiver: &mut mpsc::Receiver<(InFlight, Option<OwnedSemaphorePermit>)>,
+        confirmed_tx: &watch::Sender<Lsn>,
+        metrics: &Metrics,
+    ) -> Result<(), RelayError> {
+        while let Some((item, _permit)) = receiver.recv().await {
+            match item {
+                InFlight::Event {
+                    event_id,
+                    ack,
+                    published_at,
+                } => {
+                    let waiting = Instant::now();
+                    let acked = ack.await;
+                    crate::metrics::lap(&metrics.stages.ack_wait, waiting);
+                    metrics.in_flight.dec();
+                    match acked {
+                        Ok(ack) => {
+                            metrics
+                                .publish_seconds
+                                .observe(published_at.elapsed().as_secs_f64());
+                            metrics.events_published.inc();
+                            if ack.duplicate {
+                                metrics.duplicates.inc();
+                                tracing::debug!(event_id, "JetStream dropped a duplicate");
+                            }
+                        }
+                        Err(source) => return Err(RelayError::Ack { event_id, source }),
+                    }
+                }
+                InFlight::Confirm { lsn, committed_at } => {
+                    let lag = committed_at
+                        .and_then(|at| SystemTime::now().duration_since(at).ok())
+                        .unwrap_or_default();
+                    metrics.lag_seconds.set(lag.as_secs_f64());
+                    confirmed_tx.send_if_modified(|current| {
+                        let raised = lsn > *current;
+                        if raised {
+                            *current = lsn;
+                        }
+                        raised
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds an item; an event waits while the window holds `capacity` events. Fails once
+    /// the task stopped on an error, which [`AckWindow::drain`] then returns.
     pub async fn push(&self, item: InFlight) -> Result<(), RelayError> {
+        let permit = match item {
+            InFlight::Event { .. } => Some(
+                self.events
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| RelayError::AckWindowClosed)?,
+            ),
+            InFlight::Confirm { .. } => None,
+        };
         self.sender
-            .send(item)
+            .send((item, permit))
             .await
             .map_err(|_| RelayError::AckWindowClosed)
     }
@@ -220,6 +257,7 @@ impl AckWindow {
             sender,
             confirmed,
             task,
+            ..
         } = self;
         drop(sender);
         let result = match task.await {

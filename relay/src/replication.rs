@@ -12,7 +12,7 @@ use tracing::instrument;
 
 use crate::config::Config;
 use crate::error::RelayError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, lap};
 use crate::outbox::{OutboxEvent, TABLE};
 use crate::pgoutput::{Decoder, Message};
 use crate::publisher::{AckWindow, InFlight, Publisher};
@@ -122,7 +122,9 @@ impl Session<'_> {
         let mut decoder = Decoder::new();
         // The final LSN of the transaction being received, between Begin and Commit.
         let mut open_txn: Option<Lsn> = None;
+        let stages = &self.metrics.stages;
         loop {
+            let waiting = Instant::now();
             let event = tokio::select! {
                 biased;
                 _ = self.abort.cancelled() => {
@@ -133,10 +135,12 @@ impl Session<'_> {
                 changed = self.confirmed.changed() => {
                     changed.map_err(|_| RelayError::AckWindowClosed)?;
                     self.report_confirmed();
+                    lap(&stages.confirm, waiting);
                     continue;
                 }
                 event = self.client.recv() => event.map_err(RelayError::Replication)?,
             };
+            let mut now = lap(&stages.read, waiting);
             let Some(event) = event else {
                 return Err(RelayError::ReplicationEnded);
             };
@@ -146,8 +150,9 @@ impl Session<'_> {
                     continue;
                 }
                 ReplicationEvent::XLogData { data, .. } => {
-                    let Message::Insert(row) = decoder.decode(&data).map_err(RelayError::Decode)?
-                    else {
+                    let decoded = decoder.decode(&data).map_err(RelayError::Decode)?;
+                    now = lap(&stages.decode, now);
+                    let Message::Insert(row) = decoded else {
                         continue;
                     };
                     if row.relation.name != TABLE {
@@ -160,7 +165,8 @@ impl Session<'_> {
                             source,
                         })?;
                     let event_id = event.event_id.clone();
-                    let published_at = Instant::now();
+                    now = lap(&stages.build, now);
+                    let published_at = now;
                     // While NATS is away the publish itself can wait (for the client's
                     // buffer or an ack permit); shutdown must not.
                     let ack = tokio::select! {
@@ -168,6 +174,7 @@ impl Session<'_> {
                         _ = self.abort.cancelled() => return Ok(()),
                         ack = self.publisher.publish(event) => ack?,
                     };
+                    now = lap(&stages.publish, now);
                     self.metrics.in_flight.inc();
                     InFlight::Event {
                         event_id,
@@ -200,7 +207,9 @@ impl Session<'_> {
                 | ReplicationEvent::Message { .. }
                 | ReplicationEvent::StoppedAt { .. } => continue,
             };
-            if let Pushed::Stopped = self.push(item).await? {
+            let pushed = self.push(item).await?;
+            lap(&stages.window, now);
+            if let Pushed::Stopped = pushed {
                 return Ok(());
             }
             // With a stop pending, the top of the loop returns as soon as no transaction

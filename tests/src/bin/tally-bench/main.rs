@@ -6,10 +6,13 @@
 //! Benchmarks assert nothing: correctness is the tests' job. Every figure is a ratio against
 //! a baseline measured in the same run, because shared machines are noisy.
 
+mod breakdown;
+mod broker;
 mod load;
 mod report;
 mod scenarios;
 mod stack;
+mod stored;
 
 use std::path::PathBuf;
 

@@ -59,10 +59,11 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "tally-bench ({} run) on {}, {} cores\n",
+            "tally-bench ({} run) on {}, {} cores, {}\n",
             sizes.name,
             machine(),
-            std::thread::available_parallelism().map_or(0, |n| n.get())
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            broker()
         );
         let _ = writeln!(out, "| scenario | tally | baseline | ratio |");
         let _ = writeln!(out, "|---|---:|---|---:|");
@@ -96,6 +97,18 @@ impl Report {
         }
         std::fs::write(path, csv)
     }
+}
+
+/// The nats-server's version, for the table's heading: the relay's rate depends on it.
+fn broker() -> String {
+    let server = std::env::var("TALLY_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+    std::process::Command::new(&server)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|version| !version.is_empty())
+        .unwrap_or_else(|| format!("{server} (version unknown)"))
 }
 
 /// The CPU model, for the table's heading.

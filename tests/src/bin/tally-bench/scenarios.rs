@@ -6,9 +6,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::Command;
 
+use crate::breakdown::Stages;
+use crate::broker;
 use crate::load::{Run, Wrk, pgbench};
 use crate::report::Report;
 use crate::stack::{JWT_SECRET, Stack};
+use crate::stored;
 
 /// How big and how long: `--quick` or the full run.
 #[derive(Debug, Clone)]
@@ -251,6 +254,8 @@ async fn relay_backlog(
     progress(&format!(
         "relay: writing a backlog of {events} outbox rows, one transaction each"
     ));
+    let since: chrono::DateTime<chrono::Utc> =
+        stack.db.query_one("SELECT now()", &[]).await?.get(0);
     let started = Instant::now();
     // Separate statements: a multi-statement query is one implicit transaction, inside
     // which the procedure could not commit each row.
@@ -279,6 +284,7 @@ async fn relay_backlog(
     progress("relay: draining the backlog into JetStream");
     let started = Instant::now();
     stack.start_relay().await?;
+    let stages_before = Stages::read(&stack.relay_metrics).await?;
     loop {
         let (messages, _) = stack.stream_state().await?;
         if messages >= before + events {
@@ -290,6 +296,13 @@ async fn relay_backlog(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let relay_seconds = started.elapsed().as_secs_f64();
+    let stages = Stages::read(&stack.relay_metrics).await?;
+    report.note(stages.note(
+        &stages_before,
+        relay_seconds,
+        events,
+        stack.relay_peak_kib(),
+    ));
 
     progress("relay: pg_recvlogical decoding the same rows");
     let started = Instant::now();
@@ -322,12 +335,38 @@ async fn relay_backlog(
         .batch_execute("SELECT pg_drop_replication_slot('tally_bench_baseline')")
         .await?;
     let relay_rate = events as f64 / relay_seconds;
+    let decode_rate = events as f64 / baseline_seconds;
     report.throughput(
         &format!("3. relay, {events}-event backlog into JetStream (events/s)"),
         relay_rate,
         "pg_recvlogical decoding the same rows (pgoutput)",
-        events as f64 / baseline_seconds,
+        decode_rate,
     );
+
+    progress("relay: a plain async-nats publisher sending the same messages");
+    let like = stack
+        .nats
+        .jetstream()
+        .await
+        .get_stream(tally_sql::STREAM)
+        .await
+        .context("getting the relay's stream")?
+        .cached_info()
+        .config
+        .clone();
+    let messages = broker::backlog_events(&stack.db, since).await?;
+    let publish_rate = broker::publish_rate(&like, messages).await?;
+    report.throughput(
+        &format!("3. relay, {events}-event backlog, against the broker's own ceiling (events/s)"),
+        relay_rate,
+        "async-nats publisher, same messages and window, fresh stream",
+        publish_rate,
+    );
+    report.note(format!(
+        "relay backlog: {:.2}× the smaller of its two baselines ({:.0} events/s)",
+        relay_rate / decode_rate.min(publish_rate),
+        decode_rate.min(publish_rate)
+    ));
     Ok(relay_rate)
 }
 
@@ -380,6 +419,8 @@ async fn end_to_end(
     ));
     let since: chrono::DateTime<chrono::Utc> =
         stack.db.query_one("SELECT now()", &[]).await?.get(0);
+    let jetstream = stack.nats.jetstream().await;
+    let after = stored::last_sequence(&jetstream).await?;
     let run = ctx
         .likes(stack, connections, false, delay_ms)
         .run(ctx.out)
@@ -414,6 +455,30 @@ async fn end_to_end(
             visible,
             "the like request itself",
             run.latency_ms(percentile),
+        );
+    }
+    if !stored::tracks_commit_times(&stack.db).await? {
+        report.note(
+            "commit → stored counts from the outbox row's created_at (its transaction's start): \
+             track_commit_timestamp is off in this cluster"
+                .to_owned(),
+        );
+    }
+    let times = stored::stored_times(&jetstream, after).await?;
+    let lags = stored::commit_to_stored_ms(&stack.db, since, &times).await?;
+    if lags.is_empty() {
+        bail!("end to end: no event of the run was found in the stream");
+    }
+    for (index, percentile) in [(1, 50.0), (3, 99.0)] {
+        let visible: f64 = row.get(index);
+        report.latency(
+            &format!(
+                "5. end to end at {:.0} likes/s: commit → stored in the stream (relay alone), p{percentile} (ms)",
+                run.per_second
+            ),
+            stored::percentile(&lags, percentile),
+            "commit → count visible",
+            visible,
         );
     }
     report.latencies("like at half the maximum rate", &run);

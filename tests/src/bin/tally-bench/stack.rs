@@ -43,6 +43,8 @@ pub struct Stack {
     pub nats: NatsServer,
     pub api_url: String,
     pub http_addr: String,
+    /// Where the relay serves `/metrics` (its per-stage counters).
+    pub relay_metrics: String,
     host: String,
     port: u16,
     user: String,
@@ -105,6 +107,7 @@ impl Stack {
             nats,
             api_url: format!("http://{http_addr}"),
             http_addr,
+            relay_metrics: format!("127.0.0.1:{}", tally_tests::cluster::free_port()),
             host,
             port,
             user,
@@ -188,7 +191,7 @@ impl Stack {
                 ("DATABASE_URL", self.role_url("tally_relay")),
                 ("NATS_URL", self.nats.url()),
                 ("TALLY_RELAY_SLOT", SLOT.to_owned()),
-                ("TALLY_RELAY_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+                ("TALLY_RELAY_METRICS_ADDR", self.relay_metrics.clone()),
             ],
         )?;
         self.relay = Some(service);
@@ -239,6 +242,13 @@ impl Stack {
             self.memory.updater_kib = self.memory.updater_kib.max(stop(service).await?);
         }
         Ok(())
+    }
+
+    /// The running relay's peak resident memory so far (VmHWM), in KiB.
+    pub fn relay_peak_kib(&self) -> u64 {
+        self.relay
+            .as_ref()
+            .map_or(0, |service| peak_kib(service.pid))
     }
 
     /// Events in the stream and events the updater has yet to apply (pending + unacked).
