@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn time_lapped_into_a_stage_is_exported_under_its_stage_label() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::default();
         let since = Instant::now() - Duration::from_millis(250);
 
         lap(&metrics.stages.publish, since);
