@@ -112,7 +112,7 @@ pub enum UnlikeResponse {
     /// A valid bearer token is required.
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
-    /// No such post, or it was deleted.
+    /// No such post. (A like on a deleted post can still be taken back.)
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }
@@ -153,7 +153,8 @@ pub enum ToggleResponse {
     /// A valid bearer token is required.
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
-    /// No such post, or it was deleted.
+    /// No such post, or it was deleted and the caller does not like it (a like on a deleted
+    /// post can be turned off, never on).
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }

@@ -5,7 +5,10 @@ use tally_sql::{Event, EventType};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{CONTENDED_ATTEMPTS, EventContext, Store, StoreError, insert_outbox, live_post_author};
+use super::{
+    CONTENDED_ATTEMPTS, EventContext, PostForWrite, Store, StoreError, insert_outbox,
+    live_post_author, post_for_write,
+};
 
 /// What liking a post did.
 #[derive(Debug)]
@@ -104,7 +107,8 @@ impl Store {
     ) -> Result<RemoveLike, StoreError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        let Some(author) = live_post_author(&txn, post_id).await? else {
+        // A deleted post still takes its likes back: the count stays exact.
+        let Some(PostForWrite { author, .. }) = post_for_write(&txn, post_id).await? else {
             return Ok(RemoveLike::PostNotFound);
         };
         let deleted = txn
@@ -133,7 +137,7 @@ impl Store {
     ) -> Result<ToggleLike, StoreError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        let Some(author) = live_post_author(&txn, post_id).await? else {
+        let Some(PostForWrite { author, deleted }) = post_for_write(&txn, post_id).await? else {
             return Ok(ToggleLike::PostNotFound);
         };
         // Unlike if liked, else like. When the insert meets a like that the caller's own
@@ -148,6 +152,9 @@ impl Store {
                 .await?;
             let (liked, event_type) = if removed > 0 {
                 (false, EventType::LikeRemoved)
+            } else if deleted {
+                // Turning a like off works on a deleted post; turning one on does not.
+                return Ok(ToggleLike::PostNotFound);
             } else {
                 let inserted = txn
                     .execute(

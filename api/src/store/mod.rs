@@ -173,6 +173,31 @@ async fn live_post_author(
     Ok(row.map(|row| row.get(0)))
 }
 
+/// A post as a write sees it: its author, and whether it was deleted.
+struct PostForWrite {
+    author: String,
+    deleted: bool,
+}
+
+/// The post, deleted or not, locked FOR SHARE like [`live_post_author`]: removals go through
+/// on a deleted post (a user can always take back their own like or comment), and a removal
+/// waiting on a delete is ordered after it all the same.
+async fn post_for_write(
+    client: &impl GenericClient,
+    post_id: Uuid,
+) -> Result<Option<PostForWrite>, StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT author_id, deleted_at IS NOT NULL FROM posts WHERE post_id = $1 FOR SHARE",
+            &[&post_id],
+        )
+        .await?;
+    Ok(row.map(|row| PostForWrite {
+        author: row.get(0),
+        deleted: row.get(1),
+    }))
+}
+
 /// Writes the event's outbox row inside the caller's transaction.
 async fn insert_outbox(
     client: &impl GenericClient,

@@ -4,6 +4,8 @@ mod api;
 mod auth;
 mod chaos;
 mod comments;
+mod deleted_post_id;
+mod deleted_post_removals;
 mod feed;
 mod hostile;
 mod likers;
