@@ -164,12 +164,12 @@ async fn live_post_author(
     client: &impl GenericClient,
     post_id: Uuid,
 ) -> Result<Option<String>, StoreError> {
-    let row = client
-        .query_opt(
+    let statement = client
+        .prepare_cached(
             "SELECT author_id FROM posts WHERE post_id = $1 AND deleted_at IS NULL FOR SHARE",
-            &[&post_id],
         )
         .await?;
+    let row = client.query_opt(&statement, &[&post_id]).await?;
     Ok(row.map(|row| row.get(0)))
 }
 
@@ -186,16 +186,45 @@ async fn post_for_write(
     client: &impl GenericClient,
     post_id: Uuid,
 ) -> Result<Option<PostForWrite>, StoreError> {
-    let row = client
-        .query_opt(
+    let statement = client
+        .prepare_cached(
             "SELECT author_id, deleted_at IS NOT NULL FROM posts WHERE post_id = $1 FOR SHARE",
-            &[&post_id],
         )
         .await?;
+    let row = client.query_opt(&statement, &[&post_id]).await?;
     Ok(row.map(|row| PostForWrite {
         author: row.get(0),
         deleted: row.get(1),
     }))
+}
+
+/// The outbox row's `headers` JSON: what travels onto the NATS message.
+fn outbox_headers(ctx: &EventContext) -> String {
+    let mut headers = serde_json::Map::new();
+    if let Some(traceparent) = &ctx.traceparent {
+        headers.insert(
+            tally_sql::HEADER_TRACEPARENT.to_owned(),
+            serde_json::Value::String(traceparent.clone()),
+        );
+    }
+    serde_json::Value::Object(headers).to_string()
+}
+
+/// The event's JSON cut around its `post_author` value, for a statement that learns the
+/// author itself and splices it in: `before + json(author) + after` is the event's JSON with
+/// that author. The event must carry an empty author.
+fn payload_around_author(event: &Event) -> (String, String) {
+    const EMPTY_AUTHOR: &str = "\"post_author\":\"\"";
+    let json = event.to_json();
+    // The field comes before `actor` (the only other free text), and a string value cannot
+    // hold this text unescaped, so the first match is the field itself.
+    match json.find(EMPTY_AUTHOR) {
+        Some(at) => {
+            let value_at = at + EMPTY_AUTHOR.len() - 2;
+            (json[..value_at].to_owned(), json[value_at + 2..].to_owned())
+        }
+        None => (json, String::new()),
+    }
 }
 
 /// Writes the event's outbox row inside the caller's transaction.
@@ -204,27 +233,52 @@ async fn insert_outbox(
     event: &Event,
     ctx: &EventContext,
 ) -> Result<(), StoreError> {
-    let mut headers = serde_json::Map::new();
-    if let Some(traceparent) = &ctx.traceparent {
-        headers.insert(
-            tally_sql::HEADER_TRACEPARENT.to_owned(),
-            serde_json::Value::String(traceparent.clone()),
-        );
-    }
-    let headers = serde_json::Value::Object(headers).to_string();
-    client
-        .execute(
+    let statement = client
+        .prepare_cached(
             "INSERT INTO outbox (event_id, event_type, subject, post_id, payload, headers)
              VALUES ($1, $2, $3, $4, $5::text::json, $6::text::json)",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
             &[
                 &event.id,
                 &event.event_type.as_str(),
                 &event.subject(),
                 &event.post_id,
                 &event.to_json(),
-                &headers,
+                &outbox_headers(ctx),
             ],
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_sql::EventType;
+
+    #[test]
+    fn the_author_spliced_into_the_cut_payload_gives_the_events_own_json() {
+        // Arrange: authors that JSON must escape, and an actor that looks like the field.
+        for author in ["alice", "a\"b\\c", "z\u{e9}\u{1f600}", "tab\there"] {
+            let event = Event::new(
+                EventType::LikeAdded,
+                Uuid::now_v7(),
+                "",
+                "\"post_author\":\"\"",
+            );
+            let mut expected = event.clone();
+            expected.post_author = author.to_owned();
+
+            // Act
+            let (before, after) = payload_around_author(&event);
+            let spliced = format!("{before}{}{after}", serde_json::json!(author));
+
+            // Assert
+            assert_eq!(spliced, expected.to_json());
+        }
+    }
 }
