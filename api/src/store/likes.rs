@@ -7,33 +7,8 @@ use uuid::Uuid;
 
 use super::{
     CONTENDED_ATTEMPTS, EventContext, PostForWrite, Store, StoreError, insert_outbox,
-    outbox_headers, payload_around_author, post_for_write,
+    outbox_headers, post_for_write,
 };
-
-/// A like as one statement. The post CTE locks the live post FOR SHARE before the insert
-/// reads it; the outbox row is written only with a new like, its payload the api's own JSON
-/// with the post's author spliced in (`to_json` escapes a string as serde_json does). The
-/// last column reads a like that was there before (the statement's snapshot cannot see the
-/// one it inserts itself, which the second column returns).
-const ADD_LIKE: &str = "
-    WITH post AS (
-        SELECT author_id FROM posts
-        WHERE post_id = $1 AND deleted_at IS NULL
-        FOR SHARE
-    ), added AS (
-        INSERT INTO likes (post_id, user_id)
-        SELECT $1, $2 FROM post
-        ON CONFLICT (post_id, user_id) DO NOTHING
-        RETURNING created_at
-    ), event AS (
-        INSERT INTO outbox (event_id, event_type, subject, post_id, payload, headers)
-        SELECT $3, $4, $5, $1,
-               ($6::text || to_json(post.author_id)::text || $7::text)::json, $8::text::json
-        FROM post, added
-    )
-    SELECT EXISTS (SELECT 1 FROM post),
-           (SELECT created_at FROM added),
-           (SELECT created_at FROM likes WHERE post_id = $1 AND user_id = $2)";
 
 /// What liking a post did.
 #[derive(Debug)]
@@ -75,10 +50,8 @@ pub struct Liker {
 }
 
 impl Store {
-    /// One statement, one round trip once prepared on the connection: the post is checked
-    /// and locked FOR SHARE (ordered with a concurrent delete, as in every write), the like
-    /// inserted and, when it is new, its outbox row written, in one implicit transaction
-    /// that commits before the answer comes back.
+    /// Likes the post: queued for group commit (see `group_commit`); answers once the like
+    /// and its outbox row are committed.
     #[instrument(skip(self, ctx))]
     pub async fn add_like(
         &self,
@@ -86,44 +59,10 @@ impl Store {
         user_id: &str,
         ctx: &EventContext,
     ) -> Result<AddLike, StoreError> {
-        let client = self.pool.get().await?;
-        let statement = client.prepare_cached(ADD_LIKE).await?;
-        let headers = outbox_headers(ctx);
-        // A like that the caller's own concurrent request committed after this statement's
-        // snapshot (or removed meanwhile) is neither inserted nor seen: try again, each
-        // attempt with a new snapshot.
-        for _ in 0..CONTENDED_ATTEMPTS {
-            let event = Event::new(EventType::LikeAdded, post_id, "", user_id);
-            let (before_author, after_author) = payload_around_author(&event);
-            let row = client
-                .query_one(
-                    &statement,
-                    &[
-                        &post_id,
-                        &user_id,
-                        &event.id,
-                        &event.event_type.as_str(),
-                        &event.subject(),
-                        &before_author,
-                        &after_author,
-                        &headers,
-                    ],
-                )
-                .await?;
-            if !row.get::<_, bool>(0) {
-                return Ok(AddLike::PostNotFound);
-            }
-            if let Some(created_at) = row.get(1) {
-                return Ok(AddLike::Added {
-                    created_at,
-                    event_id: event.id,
-                });
-            }
-            if let Some(created_at) = row.get(2) {
-                return Ok(AddLike::AlreadyLiked { created_at });
-            }
-        }
-        Err(StoreError::Contended(CONTENDED_ATTEMPTS))
+        self.likes
+            .add(post_id, user_id, outbox_headers(ctx))
+            .await
+            .unwrap_or(Err(StoreError::Stopped))
     }
 
     #[instrument(skip(self, ctx))]

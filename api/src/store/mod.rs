@@ -5,6 +5,7 @@
 //! errors and what every write shares (the post lock, the outbox insert).
 
 mod comments;
+mod group_commit;
 mod likes;
 mod posts;
 
@@ -33,12 +34,18 @@ pub enum StoreError {
     /// The same row kept changing under a write (the caller's own concurrent requests).
     #[error("the row kept changing under a write; gave up after {0} attempts")]
     Contended(usize),
+    /// The like writers stopped (the api is shutting down).
+    #[error("the like writers stopped")]
+    Stopped,
 }
 
 impl StoreError {
     /// Whether the database is out of reach (503), rather than a bug.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Disconnected(_))
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Disconnected(_) | Self::Stopped
+        )
     }
 }
 
@@ -127,11 +134,19 @@ fn page_through_post<T>(
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    likes: group_commit::LikeQueue,
 }
 
+/// Connections of the pool per like writer: the rest serve reads and the other writes, and
+/// fewer writers than concurrent likes is what lets likes share a commit.
+const CONNECTIONS_PER_LIKE_WRITER: usize = 4;
+
 impl Store {
+    /// Starts the like writers (group commit), so it must run inside the tokio runtime.
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        let writers = pool.status().max_size / CONNECTIONS_PER_LIKE_WRITER;
+        let likes = group_commit::LikeQueue::start(pool.clone(), writers);
+        Self { pool, likes }
     }
 
     /// Connections in use and idle, for the metrics.

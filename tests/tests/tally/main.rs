@@ -7,6 +7,7 @@ mod comments;
 mod deleted_post_id;
 mod deleted_post_removals;
 mod feed;
+mod group_commit;
 mod hostile;
 mod likers;
 mod pipeline;

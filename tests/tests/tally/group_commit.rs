@@ -1,0 +1,160 @@
+//! Group commit: likes that arrive while the api's like writers are busy share one
+//! transaction, each with its own answer, row and event; a like that fails in a shared
+//! transaction fails alone.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tally_tests::{TestApp, problem};
+use tokio::task::JoinHandle;
+
+/// Likes sent while every like writer is stuck behind a lock (more likes on the locked post
+/// than the api has writers), so that they are all queued together.
+const BLOCKED: usize = 12;
+const QUEUED: usize = 24;
+
+fn like(app: &TestApp, user: &str, post: &str) -> JoinHandle<reqwest::Result<reqwest::Response>> {
+    let request = app
+        .request(Method::POST, "/v1/likes", Some(user))
+        .json(&json!({ "post_id": post }));
+    tokio::spawn(request.send())
+}
+
+/// Holds `post` FOR UPDATE (as a post's delete does) on a connection of its own, sends
+/// `BLOCKED` likes on it and then `queued` (user, post) likes, and releases the lock once
+/// the blocked ones wait on it. Returns the answers, blocked likes first.
+async fn likes_queued_behind_a_lock(
+    app: &TestApp,
+    post: &str,
+    queued: &[(String, String)],
+) -> Vec<reqwest::Response> {
+    let locker = tally_tests::connect(&tally_tests::postgres().url(&app.db_name)).await;
+    locker
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM posts WHERE post_id = '{post}' FOR UPDATE"
+        ))
+        .await
+        .expect("locking the post");
+    let mut answers: Vec<_> = (0..BLOCKED)
+        .map(|n| like(app, &format!("blocked-{n}"), post))
+        .collect();
+    let waiting = TestApp::eventually(Duration::from_secs(10), || async {
+        let waiting = app
+            .scalar_i64(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await;
+        (waiting > 0).then_some(())
+    })
+    .await;
+    assert!(waiting.is_some(), "the likes wait on the post's lock");
+    // Let every blocked like reach a writer, and the rest queue behind them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    answers.extend(queued.iter().map(|(user, post)| like(app, user, post)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    locker.batch_execute("COMMIT").await.expect("unlocking");
+    let mut responses = Vec::new();
+    for answer in answers {
+        responses.push(answer.await.expect("the request task").expect("an answer"));
+    }
+    responses
+}
+
+async fn like_event_transactions(app: &TestApp) -> (i64, i64) {
+    let row = app
+        .db
+        .query_one(
+            "SELECT count(*), count(DISTINCT xmin::text) FROM outbox
+             WHERE event_type = 'like.added'",
+            &[],
+        )
+        .await
+        .expect("counting like events");
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn likes_arriving_together_share_a_commit_and_each_keeps_its_answer_and_event() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let hot = app.create_post("alice").await;
+    let other = app.create_post("alice").await;
+    let queued: Vec<_> = (0..QUEUED)
+        .map(|n| (format!("user-{n}"), other.clone()))
+        .collect();
+
+    // Act
+    let responses = likes_queued_behind_a_lock(&app, &hot, &queued).await;
+
+    // Assert
+    let mut event_ids = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("a like");
+        event_ids.push(body["event_id"].as_str().expect("an event id").to_owned());
+    }
+    event_ids.sort();
+    event_ids.dedup();
+    let likes = BLOCKED + QUEUED;
+    assert_eq!(event_ids.len(), likes, "one event per like");
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM likes").await,
+        likes as i64
+    );
+    let (events, transactions) = like_event_transactions(&app).await;
+    assert_eq!(events, likes as i64);
+    assert!(
+        transactions < events,
+        "{events} likes in {transactions} transactions: some shared a commit"
+    );
+
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_like_that_fails_in_a_shared_transaction_fails_alone() {
+    // Arrange: the likes table refuses mallory's like, as a broken invariant would.
+    let app = TestApp::spawn().await;
+    let hot = app.create_post("alice").await;
+    let other = app.create_post("alice").await;
+    app.db
+        .batch_execute(
+            "CREATE FUNCTION refuse_mallory() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.user_id = 'mallory' THEN RAISE EXCEPTION 'refused'; END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_mallory BEFORE INSERT ON likes
+                 FOR EACH ROW EXECUTE FUNCTION refuse_mallory();",
+        )
+        .await
+        .expect("refusing mallory's likes");
+    let mut queued: Vec<_> = (0..QUEUED)
+        .map(|n| (format!("user-{n}"), other.clone()))
+        .collect();
+    queued.insert(QUEUED / 2, ("mallory".to_owned(), other.clone()));
+
+    // Act
+    let mut responses = likes_queued_behind_a_lock(&app, &hot, &queued).await;
+
+    // Assert
+    let mallory = responses.remove(BLOCKED + QUEUED / 2);
+    let (status, body) = problem(mallory).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(!body.to_string().contains("refused"), "{body}");
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let likes = (BLOCKED + QUEUED) as i64;
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM likes").await, likes);
+    assert_eq!(like_event_transactions(&app).await.0, likes);
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM likes WHERE user_id = 'mallory'")
+            .await,
+        0
+    );
+
+    app.stop().await;
+}
