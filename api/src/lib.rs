@@ -118,7 +118,10 @@ impl Application {
     /// Binds the listener and builds the (lazily connecting) database pool.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let keys = TokenKeys::from_config(&config)?;
-        let pool = store::pool(&config.database_url, config.db_pool_size, config.db_timeout)?;
+        let (pool_size, like_writers) = store::split_pool_size(config.db_pool_size);
+        let pool = store::pool(&config.database_url, pool_size, config.db_timeout)?;
+        let like_writers =
+            store::like_writers_pool(&config.database_url, like_writers, config.db_timeout)?;
         let bind_error = |source| StartError::Bind {
             addr: config.http_addr,
             source,
@@ -136,7 +139,7 @@ impl Application {
         Ok(Self {
             acceptor,
             local_addr,
-            store: Store::new(pool),
+            store: Store::new(pool, like_writers),
             keys: Arc::new(keys),
             read_your_writes: ReadYourWrites {
                 timeout: config.read_your_writes_timeout,

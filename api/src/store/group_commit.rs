@@ -64,13 +64,14 @@ pub(super) struct LikeQueue {
 }
 
 impl LikeQueue {
-    /// Starts `writers` writers on `pool`: fewer writers than concurrent likes is what makes
-    /// batches form.
-    pub(super) fn start(pool: Pool, writers: usize) -> Self {
+    /// Starts one writer per connection of `writers` (whose statements wait for a lock only
+    /// briefly); a like its writer could not write goes again alone on `fallback`.
+    pub(super) fn start(writers: Pool, fallback: Pool) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
         let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..writers.max(1) {
-            tokio::spawn(write_queued(pool.clone(), Arc::clone(&receiver)));
+        for _ in 0..writers.status().max_size.max(1) {
+            let pools = (writers.clone(), fallback.clone());
+            tokio::spawn(write_queued(pools, Arc::clone(&receiver)));
         }
         Self { sender }
     }
@@ -95,35 +96,44 @@ impl LikeQueue {
 }
 
 /// One writer: takes what is queued (waiting only for the first like), writes it, answers.
-async fn write_queued(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<QueuedLike>>>) {
+async fn write_queued(
+    (writers, fallback): (Pool, Pool),
+    receiver: Arc<Mutex<mpsc::Receiver<QueuedLike>>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let taken = receiver.lock().await.recv_many(&mut batch, MAX_BATCH).await;
         if taken == 0 {
             return;
         }
-        write_batch(&pool, std::mem::take(&mut batch)).await;
+        write_batch(&writers, &fallback, std::mem::take(&mut batch)).await;
     }
 }
 
 #[instrument(skip_all, fields(likes = batch.len()))]
-async fn write_batch(pool: &Pool, batch: Vec<QueuedLike>) {
-    if batch.len() > 1 {
-        match write_together(pool, &batch).await {
-            Ok(answers) => {
-                for (like, answer) in batch.into_iter().zip(answers) {
-                    let _ = like.reply.send(Ok(answer));
-                }
-                return;
+async fn write_batch(writers: &Pool, fallback: &Pool, batch: Vec<QueuedLike>) {
+    let written = match batch.as_slice() {
+        [like] => write_alone(writers, like).await.map(|answer| vec![answer]),
+        _ => write_together(writers, &batch).await,
+    };
+    let err = match written {
+        Ok(answers) => {
+            for (like, answer) in batch.into_iter().zip(answers) {
+                let _ = like.reply.send(Ok(answer));
             }
-            Err(err) => {
-                tracing::warn!(error = %err, likes = batch.len(), "a batch of likes failed; writing each alone");
-            }
+            return;
         }
-    }
+        Err(err) => err,
+    };
+    tracing::warn!(error = %err, likes = batch.len(), "likes failed on their writer; writing each alone");
+    // Each on its own connection of the main pool, off this writer: the retries run side by
+    // side, wait for locks as long as any write does, and the writer goes back to the queue.
     for like in batch {
-        let answer = write_alone(pool, &like).await;
-        let _ = like.reply.send(answer);
+        let fallback = fallback.clone();
+        tokio::spawn(async move {
+            let answer = write_alone(&fallback, &like).await;
+            let _ = like.reply.send(answer);
+        });
     }
 }
 
@@ -132,6 +142,8 @@ async fn write_together(pool: &Pool, batch: &[QueuedLike]) -> Result<Vec<AddLike
     let mut client = pool.get().await?;
     let txn = client.transaction().await?;
     let statement = txn.prepare_cached(ADD_LIKE).await?;
+    // Pipelined: tokio-postgres sends each statement on its first poll, in order, without
+    // waiting for the answers before.
     let answers =
         futures::future::try_join_all(batch.iter().map(|like| write_like(&txn, &statement, like)))
             .await?;

@@ -83,6 +83,37 @@ pub enum PoolBuildError {
 /// 503 until it comes back.
 pub fn pool(database_url: &str, size: u16, timeout: Duration) -> Result<Pool, PoolBuildError> {
     let pg_config: tokio_postgres::Config = database_url.parse().map_err(PoolBuildError::Url)?;
+    build_pool(pg_config, size, timeout)
+}
+
+/// The like writers' own connections (see `group_commit`): like [`pool`], but a statement
+/// waits at most `LIKE_WRITER_LOCK_TIMEOUT` for a lock, so that one like stuck behind a lock
+/// (a post being deleted, an operator's transaction) cannot hold a writer and the likes
+/// queued behind it; such a like is written again alone on the main pool, where it waits.
+pub fn like_writers_pool(
+    database_url: &str,
+    size: u16,
+    timeout: Duration,
+) -> Result<Pool, PoolBuildError> {
+    let mut pg_config: tokio_postgres::Config =
+        database_url.parse().map_err(PoolBuildError::Url)?;
+    let options = match pg_config.get_options() {
+        Some(options) => format!("{options} -c lock_timeout={LIKE_WRITER_LOCK_TIMEOUT}"),
+        None => format!("-c lock_timeout={LIKE_WRITER_LOCK_TIMEOUT}"),
+    };
+    pg_config.options(options);
+    build_pool(pg_config, size, timeout)
+}
+
+/// How long a like writer's statement waits for a lock before its like is handed to the
+/// main pool.
+const LIKE_WRITER_LOCK_TIMEOUT: &str = "200ms";
+
+fn build_pool(
+    pg_config: tokio_postgres::Config,
+    size: u16,
+    timeout: Duration,
+) -> Result<Pool, PoolBuildError> {
     let manager = Manager::from_config(
         pg_config,
         NoTls,
@@ -137,15 +168,22 @@ pub struct Store {
     likes: group_commit::LikeQueue,
 }
 
-/// Connections of the pool per like writer: the rest serve reads and the other writes, and
-/// fewer writers than concurrent likes is what lets likes share a commit.
-const CONNECTIONS_PER_LIKE_WRITER: usize = 4;
+/// Connections per like writer: of `TALLY_DB_POOL_SIZE` connections, one in this many is a
+/// like writer's (at least one); fewer writers than concurrent likes is what lets likes
+/// share a commit.
+const CONNECTIONS_PER_LIKE_WRITER: u16 = 4;
+
+/// How `size` connections are shared: (main pool, like writers).
+pub fn split_pool_size(size: u16) -> (u16, u16) {
+    let writers = (size / CONNECTIONS_PER_LIKE_WRITER).max(1);
+    (size.saturating_sub(writers).max(1), writers)
+}
 
 impl Store {
-    /// Starts the like writers (group commit), so it must run inside the tokio runtime.
-    pub fn new(pool: Pool) -> Self {
-        let writers = pool.status().max_size / CONNECTIONS_PER_LIKE_WRITER;
-        let likes = group_commit::LikeQueue::start(pool.clone(), writers);
+    /// Starts one like writer per connection of `like_writers` (group commit), so it must
+    /// run inside the tokio runtime.
+    pub fn new(pool: Pool, like_writers: Pool) -> Self {
+        let likes = group_commit::LikeQueue::start(like_writers, pool.clone());
         Self { pool, likes }
     }
 

@@ -1,6 +1,6 @@
 //! Group commit: likes that arrive while the api's like writers are busy share one
 //! transaction, each with its own answer, row and event; a like that fails in a shared
-//! transaction fails alone.
+//! transaction fails alone, and a like stuck on a lock holds no other like.
 
 use std::time::Duration;
 
@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use tally_tests::{TestApp, problem};
 use tokio::task::JoinHandle;
 
-/// Likes sent while every like writer is stuck behind a lock (more likes on the locked post
-/// than the api has writers), so that they are all queued together.
-const BLOCKED: usize = 12;
+/// Slow likes (a trigger makes each take 300 ms), more than the api has like writers in
+/// the tests, sent first so that every writer is busy while the others queue together.
+const SLOW: usize = 4;
 const QUEUED: usize = 24;
 
 fn like(app: &TestApp, user: &str, post: &str) -> JoinHandle<reqwest::Result<reqwest::Response>> {
@@ -21,40 +21,44 @@ fn like(app: &TestApp, user: &str, post: &str) -> JoinHandle<reqwest::Result<req
     tokio::spawn(request.send())
 }
 
-/// Holds `post` FOR UPDATE (as a post's delete does) on a connection of its own, sends
-/// `BLOCKED` likes on it and then `queued` (user, post) likes, and releases the lock once
-/// the blocked ones wait on it. Returns the answers, blocked likes first.
-async fn likes_queued_behind_a_lock(
+/// Makes likes by `slow-*` users take 300 ms (not a lock wait: it keeps a writer busy).
+async fn slow_down_some_likes(app: &TestApp) {
+    app.db
+        .batch_execute(
+            "CREATE FUNCTION slow_like() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.user_id LIKE 'slow-%' THEN PERFORM pg_sleep(0.3); END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER slow_like BEFORE INSERT ON likes
+                 FOR EACH ROW EXECUTE FUNCTION slow_like();",
+        )
+        .await
+        .expect("slowing some likes down");
+}
+
+/// Sends `SLOW` slow likes on `post`, then, once they are being written, the `queued`
+/// (user, post) likes. Returns the answers, slow likes first.
+async fn likes_queued_behind_slow_ones(
     app: &TestApp,
     post: &str,
     queued: &[(String, String)],
 ) -> Vec<reqwest::Response> {
-    let locker = tally_tests::connect(&tally_tests::postgres().url(&app.db_name)).await;
-    locker
-        .batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM posts WHERE post_id = '{post}' FOR UPDATE"
-        ))
-        .await
-        .expect("locking the post");
-    let mut answers: Vec<_> = (0..BLOCKED)
-        .map(|n| like(app, &format!("blocked-{n}"), post))
+    let mut answers: Vec<_> = (0..SLOW)
+        .map(|n| like(app, &format!("slow-{n}"), post))
         .collect();
-    let waiting = TestApp::eventually(Duration::from_secs(10), || async {
-        let waiting = app
+    let writing = TestApp::eventually(Duration::from_secs(10), || async {
+        let sleeping = app
             .scalar_i64(
                 "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                 WHERE datname = current_database() AND wait_event = 'PgSleep'",
             )
             .await;
-        (waiting > 0).then_some(())
+        (sleeping > 0).then_some(())
     })
     .await;
-    assert!(waiting.is_some(), "the likes wait on the post's lock");
-    // Let every blocked like reach a writer, and the rest queue behind them.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(writing.is_some(), "the slow likes are being written");
     answers.extend(queued.iter().map(|(user, post)| like(app, user, post)));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    locker.batch_execute("COMMIT").await.expect("unlocking");
     let mut responses = Vec::new();
     for answer in answers {
         responses.push(answer.await.expect("the request task").expect("an answer"));
@@ -79,6 +83,7 @@ async fn like_event_transactions(app: &TestApp) -> (i64, i64) {
 async fn likes_arriving_together_share_a_commit_and_each_keeps_its_answer_and_event() {
     // Arrange
     let app = TestApp::spawn().await;
+    slow_down_some_likes(&app).await;
     let hot = app.create_post("alice").await;
     let other = app.create_post("alice").await;
     let queued: Vec<_> = (0..QUEUED)
@@ -86,7 +91,7 @@ async fn likes_arriving_together_share_a_commit_and_each_keeps_its_answer_and_ev
         .collect();
 
     // Act
-    let responses = likes_queued_behind_a_lock(&app, &hot, &queued).await;
+    let responses = likes_queued_behind_slow_ones(&app, &hot, &queued).await;
 
     // Assert
     let mut event_ids = Vec::new();
@@ -97,7 +102,7 @@ async fn likes_arriving_together_share_a_commit_and_each_keeps_its_answer_and_ev
     }
     event_ids.sort();
     event_ids.dedup();
-    let likes = BLOCKED + QUEUED;
+    let likes = SLOW + QUEUED;
     assert_eq!(event_ids.len(), likes, "one event per like");
     assert_eq!(
         app.scalar_i64("SELECT count(*) FROM likes").await,
@@ -131,29 +136,94 @@ async fn a_like_that_fails_in_a_shared_transaction_fails_alone() {
         )
         .await
         .expect("refusing mallory's likes");
+    slow_down_some_likes(&app).await;
     let mut queued: Vec<_> = (0..QUEUED)
         .map(|n| (format!("user-{n}"), other.clone()))
         .collect();
     queued.insert(QUEUED / 2, ("mallory".to_owned(), other.clone()));
 
     // Act
-    let mut responses = likes_queued_behind_a_lock(&app, &hot, &queued).await;
+    let mut responses = likes_queued_behind_slow_ones(&app, &hot, &queued).await;
 
     // Assert
-    let mallory = responses.remove(BLOCKED + QUEUED / 2);
+    let mallory = responses.remove(SLOW + QUEUED / 2);
     let (status, body) = problem(mallory).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert!(!body.to_string().contains("refused"), "{body}");
     for response in responses {
         assert_eq!(response.status(), StatusCode::CREATED);
     }
-    let likes = (BLOCKED + QUEUED) as i64;
+    let likes = (SLOW + QUEUED) as i64;
     assert_eq!(app.scalar_i64("SELECT count(*) FROM likes").await, likes);
     assert_eq!(like_event_transactions(&app).await.0, likes);
     assert_eq!(
         app.scalar_i64("SELECT count(*) FROM likes WHERE user_id = 'mallory'")
             .await,
         0
+    );
+
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn likes_stuck_on_a_locked_post_hold_no_like_of_another_post() {
+    // Arrange: a transaction holds one post as a delete does, and more likes wait on it than
+    // the api has like writers.
+    let app = TestApp::spawn().await;
+    let locked = app.create_post("alice").await;
+    let other = app.create_post("alice").await;
+    let locker = tally_tests::connect(&tally_tests::postgres().url(&app.db_name)).await;
+    locker
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM posts WHERE post_id = '{locked}' FOR UPDATE"
+        ))
+        .await
+        .expect("locking the post");
+    let stuck: Vec<_> = (0..SLOW)
+        .map(|n| like(&app, &format!("stuck-{n}"), &locked))
+        .collect();
+    let waiting = TestApp::eventually(Duration::from_secs(10), || async {
+        let waiting = app
+            .scalar_i64(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await;
+        (waiting > 0).then_some(())
+    })
+    .await;
+    assert!(waiting.is_some(), "likes wait on the post's lock");
+
+    // Act
+    let free: Vec<_> = (0..QUEUED)
+        .map(|n| like(&app, &format!("free-{n}"), &other))
+        .collect();
+    let mut free_statuses = Vec::new();
+    for answer in free {
+        let response = tokio::time::timeout(Duration::from_secs(20), answer)
+            .await
+            .expect("a like of another post answers while the lock is held")
+            .expect("the request task")
+            .expect("an answer");
+        free_statuses.push(response.status());
+    }
+    let still_waiting = stuck.iter().filter(|like| !like.is_finished()).count();
+    locker.batch_execute("COMMIT").await.expect("unlocking");
+
+    // Assert
+    assert!(
+        free_statuses
+            .iter()
+            .all(|status| *status == StatusCode::CREATED)
+    );
+    assert!(still_waiting > 0, "the stuck likes waited for the lock");
+    for answer in stuck {
+        let response = answer.await.expect("the request task").expect("an answer");
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM likes").await,
+        (SLOW + QUEUED) as i64
     );
 
     app.stop().await;
