@@ -205,7 +205,7 @@ pub enum DeleteCommentResponse {
     /// The caller wrote neither the comment nor the post it is on.
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
-    /// No such comment, or its post was deleted.
+    /// No such comment. (A comment on a deleted post can still be deleted.)
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }

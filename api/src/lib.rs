@@ -129,10 +129,18 @@ impl Application {
     /// Binds the listener and builds the (lazily connecting) database pool.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let keys = TokenKeys::from_config(&config)?;
+        let application_name = config.instance.client_name(SERVICE);
+        let (pool_size, like_writers) = store::split_pool_size(config.db_pool_size);
         let pool = store::pool(
             &config.database_url,
-            &config.instance.client_name(SERVICE),
-            config.db_pool_size,
+            &application_name,
+            pool_size,
+            config.db_timeout,
+        )?;
+        let like_writers = store::like_writers_pool(
+            &config.database_url,
+            &application_name,
+            like_writers,
             config.db_timeout,
         )?;
         let bind_error = |source| StartError::Bind {
@@ -157,7 +165,7 @@ impl Application {
             acceptor: LimitedAcceptor::new(acceptor, config.http_max_connections, timeouts),
             cors: Cors::new(config.cors_origins.unwrap_or_default()),
             local_addr,
-            store: Store::new(pool),
+            store: Store::new(pool, like_writers),
             keys: Arc::new(keys),
             read_your_writes: ReadYourWrites {
                 timeout: config.read_your_writes_timeout,

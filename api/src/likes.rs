@@ -124,7 +124,7 @@ pub enum UnlikeResponse {
         #[oai(header = "WWW-Authenticate")]
         String,
     ),
-    /// No such post, or it was deleted.
+    /// No such post. (A like on a deleted post can still be taken back.)
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }
@@ -171,7 +171,8 @@ pub enum ToggleResponse {
         #[oai(header = "WWW-Authenticate")]
         String,
     ),
-    /// No such post, or it was deleted.
+    /// No such post, or it was deleted and the caller does not like it (a like on a deleted
+    /// post can be turned off, never on).
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
 }

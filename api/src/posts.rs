@@ -127,7 +127,8 @@ pub enum CreatePostResponse {
         #[oai(header = "WWW-Authenticate")]
         String,
     ),
-    /// The id belongs to another author's post (or to a deleted post).
+    /// The id belongs to another author's post, or to a post the caller deleted (a deleted
+    /// post's id is never used again).
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
     /// The body is larger than the api accepts.
@@ -253,7 +254,8 @@ impl PostsApi {
     /// Create a post
     ///
     /// Registers a likeable post owned by the caller. Creating the same post again is
-    /// idempotent (200); an id owned by someone else is a 409.
+    /// idempotent (200); an id owned by someone else, or of a post the caller deleted, is a
+    /// 409.
     #[oai(path = "/v1/posts", method = "post", operation_id = "createPost")]
     #[instrument(skip_all, fields(user = %auth.0.id))]
     async fn create_post(
@@ -278,6 +280,9 @@ impl PostsApi {
             }
             CreatePost::Taken => CreatePostResponse::Conflict(Json(Problem::conflict(format!(
                 "post {post_id} belongs to another author"
+            )))),
+            CreatePost::Deleted => CreatePostResponse::Conflict(Json(Problem::conflict(format!(
+                "post {post_id} is yours but you deleted it; a deleted post's id cannot be used again"
             )))),
         })
     }

@@ -42,7 +42,7 @@ pub enum RemoveComment {
     AlreadyRemoved,
     /// The caller wrote neither the comment nor the post.
     NotAllowed,
-    /// No such comment, or its post was deleted.
+    /// No such comment.
     NotFound,
 }
 
@@ -122,12 +122,13 @@ impl Store {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
         // The comment locked for the update; its post FOR SHARE, as every write to a post's
-        // likes and comments does, so a concurrent post delete is ordered with this one.
+        // likes and comments does, so a concurrent post delete is ordered with this one. A
+        // deleted post's comments can still be removed: the count stays exact.
         let Some(row) = txn
             .query_opt(
                 "SELECT c.post_id, c.author_id, c.deleted_at IS NOT NULL, p.author_id
                  FROM comments c JOIN posts p USING (post_id)
-                 WHERE c.comment_id = $1 AND p.deleted_at IS NULL
+                 WHERE c.comment_id = $1
                  FOR UPDATE OF c FOR SHARE OF p",
                 &[&comment_id],
             )

@@ -5,7 +5,10 @@ use tally_sql::{Event, EventType};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{CONTENDED_ATTEMPTS, EventContext, Store, StoreError, insert_outbox, live_post_author};
+use super::{
+    CONTENDED_ATTEMPTS, EventContext, PostForWrite, Store, StoreError, insert_outbox,
+    outbox_headers, post_for_write,
+};
 
 /// What liking a post did.
 #[derive(Debug)]
@@ -47,6 +50,8 @@ pub struct Liker {
 }
 
 impl Store {
+    /// Likes the post: queued for group commit (see `group_commit`); answers once the like
+    /// and its outbox row are committed.
     #[instrument(skip(self, ctx))]
     pub async fn add_like(
         &self,
@@ -54,45 +59,10 @@ impl Store {
         user_id: &str,
         ctx: &EventContext,
     ) -> Result<AddLike, StoreError> {
-        let mut client = self.pool.get().await?;
-        let txn = client.transaction().await?;
-        let Some(author) = live_post_author(&txn, post_id).await? else {
-            return Ok(AddLike::PostNotFound);
-        };
-        // Insert, or else read the like that is there. Between the two, the caller's own
-        // concurrent unlike may remove it; then try again (each statement sees what committed
-        // before it).
-        for _ in 0..CONTENDED_ATTEMPTS {
-            let inserted = txn
-                .query_opt(
-                    "INSERT INTO likes (post_id, user_id) VALUES ($1, $2)
-                     ON CONFLICT (post_id, user_id) DO NOTHING
-                     RETURNING created_at",
-                    &[&post_id, &user_id],
-                )
-                .await?;
-            if let Some(row) = inserted {
-                let event = Event::new(EventType::LikeAdded, post_id, &author, user_id);
-                insert_outbox(&txn, &event, ctx).await?;
-                txn.commit().await?;
-                return Ok(AddLike::Added {
-                    created_at: row.get(0),
-                    event_id: event.id,
-                });
-            }
-            let existing = txn
-                .query_opt(
-                    "SELECT created_at FROM likes WHERE post_id = $1 AND user_id = $2",
-                    &[&post_id, &user_id],
-                )
-                .await?;
-            if let Some(row) = existing {
-                return Ok(AddLike::AlreadyLiked {
-                    created_at: row.get(0),
-                });
-            }
-        }
-        Err(StoreError::Contended(CONTENDED_ATTEMPTS))
+        self.likes
+            .add(post_id, user_id, outbox_headers(ctx))
+            .await
+            .unwrap_or(Err(StoreError::Stopped))
     }
 
     #[instrument(skip(self, ctx))]
@@ -104,7 +74,8 @@ impl Store {
     ) -> Result<RemoveLike, StoreError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        let Some(author) = live_post_author(&txn, post_id).await? else {
+        // A deleted post still takes its likes back: the count stays exact.
+        let Some(PostForWrite { author, .. }) = post_for_write(&txn, post_id).await? else {
             return Ok(RemoveLike::PostNotFound);
         };
         let deleted = txn
@@ -133,7 +104,7 @@ impl Store {
     ) -> Result<ToggleLike, StoreError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        let Some(author) = live_post_author(&txn, post_id).await? else {
+        let Some(PostForWrite { author, deleted }) = post_for_write(&txn, post_id).await? else {
             return Ok(ToggleLike::PostNotFound);
         };
         // Unlike if liked, else like. When the insert meets a like that the caller's own
@@ -148,6 +119,9 @@ impl Store {
                 .await?;
             let (liked, event_type) = if removed > 0 {
                 (false, EventType::LikeRemoved)
+            } else if deleted {
+                // Turning a like off works on a deleted post; turning one on does not.
+                return Ok(ToggleLike::PostNotFound);
             } else {
                 let inserted = txn
                     .execute(

@@ -28,8 +28,10 @@ pub enum CreatePost {
     },
     /// The caller already created this post: nothing changed.
     Exists(PostRow),
-    /// The id belongs to another author, or to a deleted post.
+    /// The id belongs to another author's post (live or deleted).
     Taken,
+    /// The caller created this post and then deleted it: its id stays spent.
+    Deleted,
 }
 
 /// What deleting a post did.
@@ -80,11 +82,27 @@ impl Store {
                 event_id: event.id,
             });
         }
+        // The conflicting post committed before this statement began, so a new statement
+        // (read committed) sees it, deleted or not.
+        let owner = txn
+            .query_one(
+                "SELECT author_id, deleted_at IS NOT NULL FROM posts WHERE post_id = $1",
+                &[&post_id],
+            )
+            .await?;
         drop(txn);
-        match self.get_post(post_id).await? {
-            Some(post) if post.author_id == author_id => Ok(CreatePost::Exists(post)),
-            _ => Ok(CreatePost::Taken),
+        let (owner, deleted): (String, bool) = (owner.get(0), owner.get(1));
+        if owner != author_id {
+            return Ok(CreatePost::Taken);
         }
+        if deleted {
+            return Ok(CreatePost::Deleted);
+        }
+        // Only its author deletes a post, so a None here is the caller's own delete racing.
+        Ok(match self.get_post(post_id).await? {
+            Some(post) => CreatePost::Exists(post),
+            None => CreatePost::Deleted,
+        })
     }
 
     /// A live (not deleted) post with its counts.
@@ -169,7 +187,7 @@ impl Store {
     }
 
     /// Marks the post deleted, when `user_id` is its author. Its likes and comments stay
-    /// (the counts stay exact), but no new ones can be added or removed.
+    /// (the counts stay exact), and can still be taken back, but no new ones can be added.
     #[instrument(skip(self, ctx))]
     pub async fn delete_post(
         &self,

@@ -169,7 +169,8 @@ export interface paths {
         /**
          * Create a post
          * @description Registers a likeable post owned by the caller. Creating the same post again is
-         *     idempotent (200); an id owned by someone else is a 409.
+         *     idempotent (200); an id owned by someone else, or of a post the caller deleted, is a
+         *     409.
          */
         post: operations["createPost"];
         delete?: never;
@@ -710,7 +711,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such comment, or its post was deleted. */
+            /** @description No such comment. (A comment on a deleted post can still be deleted.) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -938,7 +939,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such post, or it was deleted. */
+            /** @description No such post. (A like on a deleted post can still be taken back.) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1028,7 +1029,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such post, or it was deleted. */
+            /**
+             * @description No such post, or it was deleted and the caller does not like it (a like on a deleted
+             *     post can be turned off, never on).
+             */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1207,7 +1211,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The id belongs to another author's post (or to a deleted post). */
+            /**
+             * @description The id belongs to another author's post, or to a post the caller deleted (a deleted
+             *     post's id is never used again).
+             */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -225,6 +225,14 @@ async fn hot_post(stack: &Stack, ctx: &Load<'_>, report: &mut Report) -> anyhow:
         "naive design: counter UPDATE in the like's transaction",
         naive.per_second,
     );
+    // The whole design against the naive one: the api's hot-post likes (HTTP, JWT and all)
+    // against the counter UPDATE run by pgbench with nothing in front of it.
+    report.throughput(
+        &format!("2. hot post via the api against the naive design, {BURST} clients (likes/s)"),
+        hot.per_second,
+        "naive design's counter UPDATE in pgbench (tx/s)",
+        naive.per_second,
+    );
     report.note(format!(
         "hot post: the naive design's mean transaction latency was {:.1} ms against tally's {:.1} ms",
         naive.mean_us / 1000.0,
