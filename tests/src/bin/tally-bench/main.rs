@@ -10,6 +10,7 @@ mod breakdown;
 mod broker;
 mod load;
 mod report;
+mod round_trips;
 mod scenarios;
 mod stack;
 mod stored;

@@ -10,6 +10,7 @@ use crate::breakdown::Stages;
 use crate::broker;
 use crate::load::{Run, Wrk, pgbench};
 use crate::report::Report;
+use crate::round_trips;
 use crate::stack::{JWT_SECRET, Stack};
 use crate::stored;
 
@@ -80,6 +81,13 @@ pub async fn run_all(stack: &mut Stack, sizes: &Sizes, out: &Path) -> anyhow::Re
         posts,
     };
     let write_rate = write_path(stack, &load, &mut report).await?;
+    progress("write path: Postgres round trips per like");
+    let round_trips = round_trips::per_like(stack, &ids).await?;
+    report.note(format!(
+        "write path: {round_trips:.2} Postgres round trips per like as the api sends it \
+         (likes one at a time through a counting proxy, after a warm-up); 8 before issue 15 \
+         (BEGIN, three statements each prepared anew, COMMIT: strace of commit 780709e)"
+    ));
     hot_post(stack, &load, &mut report).await?;
     let relay_rate = relay_backlog(stack, sizes, &mut report).await?;
     updater_backlog(stack, sizes, relay_rate, &mut report).await?;

@@ -25,6 +25,31 @@ struct Service {
     pid: u32,
 }
 
+/// An api started beside the bench's own (see [`Stack::spawn_api_via`]); dropping it kills it.
+#[derive(Debug)]
+pub struct ExtraApi {
+    pub url: String,
+    _service: Service,
+}
+
+/// Waits up to 30 s for the api at `api_url` to answer `/healthz`.
+async fn wait_healthy(api_url: &str, out: &Path) -> anyhow::Result<()> {
+    let health = format!("{api_url}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(response) = reqwest::get(&health).await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "the api did not become healthy; see its log in {}",
+        out.display()
+    )
+}
+
 /// Peak resident memory (VmHWM) per service, in KiB.
 #[derive(Debug, Default, Clone)]
 pub struct Memory {
@@ -155,6 +180,36 @@ impl Stack {
         Ok(Service { child, pid })
     }
 
+    /// Postgres' `host:port`.
+    pub fn pg_addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// A second api, on a free port, reaching Postgres through `127.0.0.1:<pg_port>` (a
+    /// proxy's) with a small pool. It logs into `tally-api.log` with the bench's api, its lines
+    /// starting `instance=<instance>`, and stops when dropped.
+    pub async fn spawn_api_via(&self, pg_port: u16, instance: &str) -> anyhow::Result<ExtraApi> {
+        let addr = format!("127.0.0.1:{}", tally_tests::cluster::free_port());
+        let url = format!("postgres://tally_api@127.0.0.1:{pg_port}/{}", self.db_name);
+        let service = self.spawn(
+            "tally-api",
+            &[
+                ("DATABASE_URL", url),
+                ("TALLY_HTTP_ADDR", addr.clone()),
+                ("TALLY_JWT_SECRET", JWT_SECRET.to_owned()),
+                ("TALLY_DB_POOL_SIZE", "4".to_owned()),
+                ("TALLY_WRITE_RATE_PER_SEC", "0".to_owned()),
+                ("TALLY_INSTANCE", instance.to_owned()),
+            ],
+        )?;
+        let url = format!("http://{addr}");
+        wait_healthy(&url, &self.out).await?;
+        Ok(ExtraApi {
+            url,
+            _service: service,
+        })
+    }
+
     pub async fn start_api(&mut self) -> anyhow::Result<()> {
         let service = self.spawn(
             "tally-api",
@@ -168,20 +223,7 @@ impl Stack {
             ],
         )?;
         self.api = Some(service);
-        let health = format!("{}/healthz", self.api_url);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(response) = reqwest::get(&health).await
-                && response.status().is_success()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!(
-            "the api did not become healthy; see its log in {}",
-            self.out.display()
-        )
+        wait_healthy(&self.api_url, &self.out).await
     }
 
     pub async fn start_relay(&mut self) -> anyhow::Result<()> {
