@@ -9,13 +9,12 @@
 //! and `unicode-properties` (kept in step with each Unicode release), never from a table
 //! written here: the spec's pattern is generated from the same predicates.
 
-use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use crate::text_rules;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
-use serde_json::Value;
+
+use crate::strict_string::json_string_type;
+use crate::text_rules;
 
 /// The longest comment, in characters (Unicode code points) after NFC, as the database
 /// enforces.
@@ -120,61 +119,15 @@ pub static PATTERN: LazyLock<String> = LazyLock::new(|| {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommentBody(pub String);
 
-impl Type for CommentBody {
-    const IS_REQUIRED: bool = true;
-
-    type RawValueType = String;
-
-    type RawElementValueType = String;
-
-    fn name() -> Cow<'static, str> {
-        String::name()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            min_length: Some(1),
-            max_length: Some(MAX_CHARS),
-            pattern: Some(PATTERN.clone()),
-            ..MetaSchema::new("string")
-        }))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(&self.0)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(std::iter::once(&self.0))
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl ParseFromJSON for CommentBody {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        match value.unwrap_or_default() {
-            Value::String(value) => Ok(Self(value)),
-            other => Err(ParseError::expected_type(other)),
-        }
-    }
-}
-
-impl ToJSON for CommentBody {
-    fn to_json(&self) -> Option<Value> {
-        Some(Value::String(self.0.clone()))
-    }
-}
-
-impl From<&str> for CommentBody {
-    fn from(value: &str) -> Self {
-        Self(value.to_owned())
-    }
-}
+json_string_type!(
+    CommentBody,
+    MetaSchemaRef::Inline(Box::new(MetaSchema {
+        min_length: Some(1),
+        max_length: Some(MAX_CHARS),
+        pattern: Some(PATTERN.clone()),
+        ..MetaSchema::new("string")
+    }))
+);
 
 #[cfg(test)]
 mod tests {
