@@ -14,6 +14,7 @@ pub mod hold_back;
 pub mod inbox;
 pub mod metrics;
 pub mod reconcile;
+mod upkeep;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -48,8 +49,6 @@ const RECENT_IDS_MAX: u64 = 1_000_000;
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 /// Longest time spent handing back prefetched messages at shutdown.
 const HAND_BACK_FOR: Duration = Duration::from_secs(1);
-/// How often the inbox is pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// The updater's name to Postgres and NATS: `tally-updater/<TALLY_INSTANCE>`.
 pub const SERVICE: &str = "tally-updater";
 
@@ -253,12 +252,12 @@ impl Updater {
         } = self;
         let server =
             tokio::spawn(metrics_server.serve(metrics.clone(), stop.clone().cancelled_owned()));
-        let recorder = tokio::spawn(record_retention(
+        let recorder = tokio::spawn(upkeep::record_retention(
             pool.clone(),
             config.inbox_retention,
             stop.clone(),
         ));
-        let pruner = tokio::spawn(prune_periodically(
+        let pruner = tokio::spawn(upkeep::prune_periodically(
             pool.clone(),
             config.inbox_retention,
             metrics.clone(),
@@ -546,69 +545,6 @@ async fn hand_back(mut stream: jetstream::consumer::pull::Stream, batch_size: u3
         handed += 1;
     }
     tracing::info!(handed, "prefetched messages handed back");
-}
-
-/// Records the inbox retention as soon as Postgres answers (it may be down at start, as later),
-/// retrying until it is recorded or the updater stops.
-async fn record_retention(pool: Pool, retention: Duration, stop: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let recorded = match pool.get().await {
-            Ok(client) => inbox::record_retention(&client, retention)
-                .await
-                .map_err(|err| err.to_string()),
-            Err(err) => Err(err.to_string()),
-        };
-        match recorded {
-            Ok(()) => return,
-            Err(err) => {
-                tracing::warn!(error = %err, "recording the inbox retention failed; retrying")
-            }
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
-/// Prunes the inbox soon after start, then every [`PRUNE_EVERY`], until `stop`.
-async fn prune_periodically(
-    pool: Pool,
-    retention: Duration,
-    metrics: Metrics,
-    stop: CancellationToken,
-) {
-    let mut next = Duration::from_secs(10);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(next) => {}
-        }
-        next = PRUNE_EVERY;
-        let client = match pool.get().await {
-            Ok(client) => client,
-            Err(err) => {
-                tracing::warn!(error = %err, "inbox pruning skipped: no Postgres connection");
-                continue;
-            }
-        };
-        match inbox::prune(&client, retention, inbox::PRUNE_BATCH).await {
-            Ok(deleted) => {
-                metrics.inbox_pruned.inc_by(deleted);
-                if deleted > 0 {
-                    tracing::info!(deleted, "inbox pruned");
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "inbox pruning failed; retrying later"),
-        }
-        match inbox::prune_held_back(&client, retention).await {
-            Ok(deleted) if deleted > 0 => tracing::info!(deleted, "held_back pruned"),
-            Ok(_) => {}
-            Err(err) => tracing::warn!(error = %err, "held_back pruning failed; retrying later"),
-        }
-    }
 }
 
 fn decode(message: &jetstream::Message) -> Decoded {
