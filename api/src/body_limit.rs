@@ -89,9 +89,15 @@ async fn cap_body<E: Endpoint>(next: &E, mut req: Request, max: usize) -> poem::
     };
     let body = read.map_err(|err| match err {
         poem::error::ReadBodyError::PayloadTooLarge => too_large(max),
-        other => poem::Error::from(Problem::bad_request(format!(
-            "could not read the body: {other}"
-        ))),
+        // The reader's own text (hyper's chunk decoding, an I/O error) means nothing to a
+        // client: say what went wrong in its terms, and log the rest.
+        other => {
+            tracing::debug!(error = %other, "reading a request body failed");
+            poem::Error::from(Problem::bad_request(
+                "the body could not be read: it ended early or its chunked encoding is \
+                 malformed; send it again whole",
+            ))
+        }
     })?;
     req.set_body(body);
     next.call(req).await.map(IntoResponse::into_response)

@@ -4,6 +4,7 @@ mod api;
 mod auth;
 mod bearer_challenges;
 mod body_media_types;
+mod broken_chunked_body;
 mod chaos;
 mod comment_body_blank;
 mod comment_body_controls;
