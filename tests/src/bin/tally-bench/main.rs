@@ -30,6 +30,15 @@ struct Args {
     /// Short runs and a 100,000-event backlog (under 3 minutes) instead of the full run.
     #[arg(long)]
     quick: bool,
+    /// Run only these scenarios (comma-separated numbers, e.g. `3,4`), plus the ones they
+    /// build on: 4 needs 3's relay rate and 5 needs 1's write rate. Default: every scenario.
+    #[arg(
+        long,
+        env = "TALLY_BENCH_ONLY",
+        value_name = "TALLY_BENCH_ONLY",
+        value_delimiter = ','
+    )]
+    only: Vec<u8>,
     /// Superuser URL of the Postgres cluster to benchmark on (its `postgres` database); a
     /// fresh database is created in it for the run.
     #[arg(long, env = "TALLY_BENCH_PG_URL", value_name = "TALLY_BENCH_PG_URL")]
@@ -47,11 +56,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let sizes = if args.quick {
+    let mut sizes = if args.quick {
         scenarios::Sizes::quick()
     } else {
         scenarios::Sizes::full()
     };
+    sizes.select(&args.only)?;
     let mut stack = stack::Stack::start(&args.pg_url, &args.bin_dir, &args.out)
         .await
         .context("starting the system under test")?;

@@ -24,6 +24,8 @@ pub struct Sizes {
     pub backlog: u64,
     /// Distinct users (bearer tokens) the likes come from.
     pub users: u64,
+    /// The scenarios to run (1 to 6); empty runs all of them.
+    pub only: Vec<u8>,
 }
 
 impl Sizes {
@@ -33,6 +35,7 @@ impl Sizes {
             duration: Duration::from_secs(5),
             backlog: 100_000,
             users: 20_000,
+            only: Vec::new(),
         }
     }
 
@@ -42,9 +45,36 @@ impl Sizes {
             duration: Duration::from_secs(15),
             backlog: 1_000_000,
             users: 100_000,
+            only: Vec::new(),
         }
     }
+
+    /// Keeps only the scenarios named (and the ones they build on); an unknown number is an
+    /// error rather than an empty run.
+    pub fn select(&mut self, only: &[u8]) -> anyhow::Result<()> {
+        if let Some(n) = only.iter().find(|n| !(1..=SCENARIOS).contains(*n)) {
+            bail!(
+                "TALLY_BENCH_ONLY: there is no scenario {n} (they are numbered 1 to {SCENARIOS})"
+            );
+        }
+        let mut chosen = only.to_vec();
+        for (needs, builds_on) in [(4, 3), (5, 1)] {
+            if chosen.contains(&needs) && !chosen.contains(&builds_on) {
+                chosen.push(builds_on);
+            }
+        }
+        self.only = chosen;
+        Ok(())
+    }
+
+    /// Whether scenario `n` runs.
+    pub fn runs(&self, n: u8) -> bool {
+        self.only.is_empty() || self.only.contains(&n)
+    }
 }
+
+/// How many scenarios there are.
+const SCENARIOS: u8 = 6;
 
 /// Posts the benchmark database holds (tests/bench/setup.sql).
 const POSTS: u64 = 100_000;
@@ -80,19 +110,34 @@ pub async fn run_all(stack: &mut Stack, sizes: &Sizes, out: &Path) -> anyhow::Re
         tokens,
         posts,
     };
-    let write_rate = write_path(stack, &load, &mut report).await?;
-    progress("write path: Postgres round trips per like");
-    let round_trips = round_trips::per_like(stack, &ids).await?;
-    report.note(format!(
-        "write path: {round_trips:.2} Postgres round trips per like as the api sends it \
-         (likes one at a time through a counting proxy, after a warm-up); 8 before issue 15 \
-         (BEGIN, three statements each prepared anew, COMMIT: strace of commit 780709e)"
-    ));
-    hot_post(stack, &load, &mut report).await?;
-    let relay_rate = relay_backlog(stack, sizes, &mut report).await?;
-    updater_backlog(stack, sizes, relay_rate, &mut report).await?;
-    end_to_end(stack, &load, write_rate, &mut report).await?;
-    feed_reads(stack, &load, &mut report).await?;
+    // Scenario order matters (each leaves the database and the stream as the next expects):
+    // it stays the same whichever ones run.
+    let mut write_rate = None;
+    if sizes.runs(1) {
+        write_rate = Some(write_path(stack, &load, &mut report).await?);
+        progress("write path: Postgres round trips per like");
+        let round_trips = round_trips::per_like(stack, &ids).await?;
+        report.note(format!(
+            "write path: {round_trips:.2} Postgres round trips per like as the api sends it \
+             (likes one at a time through a counting proxy, after a warm-up); 8 before issue 15 \
+             (BEGIN, three statements each prepared anew, COMMIT: strace of commit 780709e)"
+        ));
+    }
+    if sizes.runs(2) {
+        hot_post(stack, &load, &mut report).await?;
+    }
+    if sizes.runs(3) {
+        let relay_rate = relay_backlog(stack, sizes, &mut report).await?;
+        if sizes.runs(4) {
+            updater_backlog(stack, sizes, relay_rate, &mut report).await?;
+        }
+    }
+    if let Some(write_rate) = write_rate.filter(|_| sizes.runs(5)) {
+        end_to_end(stack, &load, write_rate, &mut report).await?;
+    }
+    if sizes.runs(6) {
+        feed_reads(stack, &load, &mut report).await?;
+    }
     Ok(report)
 }
 
