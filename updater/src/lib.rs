@@ -37,7 +37,7 @@ pub use metrics::Metrics;
 use crate::batch::{DeadLetter, Decoded, Incoming, Verdict};
 use crate::count_events::CountEvents;
 use crate::hold_back::HoldBack;
-use crate::metrics::MetricsServer;
+use crate::metrics::{MetricsServer, lap};
 
 /// How long a failed batch waits before JetStream redelivers it.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -301,7 +301,10 @@ impl Updater {
                 }
                 continue;
             };
-            let Some(messages) = worker.next_batch(stream, &stop).await else {
+            let waited = Instant::now();
+            let batch = worker.next_batch(stream, &stop).await;
+            lap(&worker.metrics.stages.wait, waited);
+            let Some(messages) = batch else {
                 // Stopped, or the pull stream ended: reopen it unless stopping.
                 if stop.is_cancelled() {
                     break;
@@ -316,8 +319,11 @@ impl Updater {
                         tracing::warn!("test hook: stopping between commit and ack");
                         break;
                     }
+                    let since = Instant::now();
                     worker.count_events.publish(&changed).await;
+                    let since = lap(&worker.metrics.stages.publish, since);
                     worker.ack(&messages, acks).await;
+                    lap(&worker.metrics.stages.ack, since);
                 }
                 Err(err) => {
                     worker.metrics.batches_failed.inc();
@@ -445,6 +451,8 @@ impl Worker {
                 }
             })
             .collect();
+        let stages = &self.metrics.stages;
+        let since = lap(&stages.decode, started);
 
         let mut client = self.pool.get().await.map_err(BatchError::Connection)?;
         let txn = client
@@ -467,7 +475,9 @@ impl Worker {
             batch::apply(&txn, &incoming, self.hold_back, ack_floor)
                 .await
                 .map_err(BatchError::Transaction)?;
+        let since = lap(&stages.statements, since);
         txn.commit().await.map_err(BatchError::Transaction)?;
+        let since = lap(&stages.commit, since);
         self.metrics
             .apply_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -528,6 +538,7 @@ impl Worker {
             dead_lettered = counts[3] + poison.len(),
             "batch committed"
         );
+        lap(&stages.record, since);
         Ok((acks, changed))
     }
 

@@ -452,12 +452,20 @@ async fn updater_backlog(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let seconds = started.elapsed().as_secs_f64();
     report.throughput(
         &format!("4. updater, {events}-event backlog applied (events/s)"),
-        events as f64 / started.elapsed().as_secs_f64(),
+        events as f64 / seconds,
         "the relay's rate on the same backlog",
         relay_rate,
     );
+    // A fresh process: its counters started at zero.
+    let stages = Stages::read_updater(&stack.updater_metrics).await?;
+    report.note(format!(
+        "{}. Updater peak memory (VmHWM) after the drain: {:.0} MiB",
+        stages.updater_note(&Stages::default(), seconds, events),
+        stack.updater_peak_kib() as f64 / 1024.0
+    ));
     Ok(())
 }
 
