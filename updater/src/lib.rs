@@ -11,6 +11,7 @@
 pub mod batch;
 pub mod config;
 pub mod count_events;
+mod gather;
 pub mod hold_back;
 pub mod inbox;
 pub mod metrics;
@@ -36,6 +37,7 @@ pub use metrics::Metrics;
 
 use crate::batch::{DeadLetter, Decoded, Incoming, Verdict};
 use crate::count_events::CountEvents;
+use crate::gather::Gatherer;
 use crate::hold_back::HoldBack;
 use crate::metrics::{MetricsServer, lap};
 
@@ -45,8 +47,11 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long an applied id is remembered in memory (most redeliveries come well within it).
 const RECENT_IDS_TTL: Duration = Duration::from_secs(5 * 60);
-/// Most ids remembered in memory (16 bytes each, plus moka's overhead).
-const RECENT_IDS_MAX: u64 = 1_000_000;
+/// Most ids remembered in memory: each costs about a hundred bytes with moka's bookkeeping,
+/// and a million of them (a backlog's worth inside the TTL) made most of the updater's
+/// memory. The inbox is the ledger of record; this only saves round trips for the
+/// redeliveries that come soon (a lost ack, a batch redelivered after a failure).
+const RECENT_IDS_MAX: u64 = 65_536;
 /// How long messages handed back at shutdown wait before JetStream delivers them again.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 /// Longest time spent handing back prefetched messages at shutdown.
@@ -286,10 +291,14 @@ impl Updater {
 
         let mut backoff = Duration::from_millis(100);
         let mut pulling: Option<jetstream::consumer::pull::Stream> = None;
+        let mut gatherer = Gatherer::new(worker.config.batch_size);
         loop {
             let Some(stream) = pulling.as_mut() else {
                 match worker.open().await {
-                    Ok(stream) => pulling = Some(stream),
+                    Ok(stream) => {
+                        pulling = Some(stream);
+                        gatherer.reopened();
+                    }
                     Err(err) => {
                         tracing::warn!(error = %err, "pulling from JetStream failed; retrying");
                         tokio::select! {
@@ -302,7 +311,7 @@ impl Updater {
                 continue;
             };
             let waited = Instant::now();
-            let batch = worker.next_batch(stream, &stop).await;
+            let batch = gatherer.next_batch(stream, &stop).await;
             lap(&worker.metrics.stages.wait, waited);
             let Some(messages) = batch else {
                 // Stopped, or the pull stream ended: reopen it unless stopping.
@@ -312,7 +321,8 @@ impl Updater {
                 pulling = None;
                 continue;
             };
-            match worker.commit(&messages).await {
+            // The next batch gathers while this one commits.
+            match gatherer.during(stream, worker.commit(&messages)).await {
                 Ok((acks, changed)) => {
                     backoff = Duration::from_millis(100);
                     if crash_after_commit {
@@ -338,8 +348,14 @@ impl Updater {
             }
         }
         // Not after a simulated crash, which hands nothing back.
-        if let Some(stream) = pulling.take().filter(|_| !crash_after_commit) {
-            hand_back(stream, worker.config.batch_size).await;
+        if !crash_after_commit {
+            let gathered = gatherer.take_ready();
+            for message in &gathered {
+                let _ = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await;
+            }
+            if let Some(stream) = pulling.take() {
+                hand_back(stream, worker.config.batch_size).await;
+            }
         }
         stop.cancel();
         on_shutdown.abort();
@@ -377,40 +393,6 @@ impl Worker {
             .max_messages_per_batch(self.config.batch_size as usize)
             .messages()
             .await?)
-    }
-
-    /// Waits for a first message (or `stop`), then collects more until the batch is full or
-    /// the batch wait has passed. None when stopped or when the pull stream ended.
-    async fn next_batch(
-        &self,
-        stream: &mut jetstream::consumer::pull::Stream,
-        stop: &CancellationToken,
-    ) -> Option<Vec<jetstream::Message>> {
-        let first = loop {
-            let next = tokio::select! {
-                () = stop.cancelled() => return None,
-                next = stream.next() => next,
-            };
-            match next? {
-                Ok(message) => break message,
-                Err(err) => {
-                    tracing::warn!(error = %err, "pulling from JetStream failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + self.config.batch_wait;
-        while batch.len() < self.config.batch_size as usize {
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(Some(Ok(message))) => batch.push(message),
-                Ok(Some(Err(err))) => {
-                    tracing::debug!(error = %err, "pull error while filling a batch");
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-        Some(batch)
     }
 
     /// Applies one batch and commits; returns how to ack each message and the counts changed.
