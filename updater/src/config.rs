@@ -47,7 +47,8 @@ pub struct Config {
           default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
 
-    /// How long a pull waits to fill a batch before applying what it has.
+    /// No longer used: a batch takes what has arrived and the next gathers while it commits
+    /// (accepted still, so existing deployments start).
     #[arg(long, env = "TALLY_UPDATER_BATCH_WAIT_MS", value_name = "TALLY_UPDATER_BATCH_WAIT_MS",
           default_value = "50", value_parser = parse_millis)]
     pub batch_wait: Duration,

@@ -10,6 +10,8 @@
 
 pub mod batch;
 pub mod config;
+pub mod count_events;
+mod gather;
 pub mod hold_back;
 pub mod inbox;
 pub mod metrics;
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
-use tally_sql::Event;
+use tally_sql::{CountsChanged, Event};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
@@ -34,8 +36,10 @@ pub use config::{Command, Config, ReconcileArgs};
 pub use metrics::Metrics;
 
 use crate::batch::{DeadLetter, Decoded, Incoming, Verdict};
+use crate::count_events::CountEvents;
+use crate::gather::Gatherer;
 use crate::hold_back::HoldBack;
-use crate::metrics::MetricsServer;
+use crate::metrics::{MetricsServer, lap};
 
 /// How long a failed batch waits before JetStream redelivers it.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -43,8 +47,11 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long an applied id is remembered in memory (most redeliveries come well within it).
 const RECENT_IDS_TTL: Duration = Duration::from_secs(5 * 60);
-/// Most ids remembered in memory (16 bytes each, plus moka's overhead).
-const RECENT_IDS_MAX: u64 = 1_000_000;
+/// Most ids remembered in memory: each costs about a hundred bytes with moka's bookkeeping,
+/// and a million of them (a backlog's worth inside the TTL) made most of the updater's
+/// memory. The inbox is the ledger of record; this only saves round trips for the
+/// redeliveries that come soon (a lost ack, a batch redelivered after a failure).
+const RECENT_IDS_MAX: u64 = 65_536;
 /// How long messages handed back at shutdown wait before JetStream delivers them again.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 /// Longest time spent handing back prefetched messages at shutdown.
@@ -101,6 +108,7 @@ pub struct Updater {
     metrics_server: MetricsServer,
     recent: moka::future::Cache<Uuid, ()>,
     hold_back: HoldBack,
+    count_events: CountEvents,
     crash_after_commit: bool,
 }
 
@@ -165,7 +173,7 @@ impl Updater {
                 url: config.nats_url.clone(),
                 source,
             })?;
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         let stream = wait_for_stream(&js).await;
         let max_age = stream.cached_info().config.max_age;
         if !max_age.is_zero() && config.inbox_retention <= max_age {
@@ -199,14 +207,21 @@ impl Updater {
             .time_to_live(RECENT_IDS_TTL)
             .max_capacity(RECENT_IDS_MAX)
             .build();
+        let metrics = Metrics::new(&config.instance);
+        let count_events = CountEvents::new(
+            client,
+            metrics.clone(),
+            &stream.cached_info().config.subjects,
+        );
         Ok(Self {
-            metrics: Metrics::new(&config.instance),
+            metrics,
             config,
             pool,
             consumer,
             metrics_server,
             recent,
             hold_back,
+            count_events,
             crash_after_commit: false,
         })
     }
@@ -248,6 +263,7 @@ impl Updater {
             metrics_server,
             recent,
             hold_back,
+            count_events,
             crash_after_commit,
         } = self;
         let server =
@@ -270,14 +286,19 @@ impl Updater {
             metrics,
             recent,
             hold_back,
+            count_events,
         };
 
         let mut backoff = Duration::from_millis(100);
         let mut pulling: Option<jetstream::consumer::pull::Stream> = None;
+        let mut gatherer = Gatherer::new(worker.config.batch_size);
         loop {
             let Some(stream) = pulling.as_mut() else {
                 match worker.open().await {
-                    Ok(stream) => pulling = Some(stream),
+                    Ok(stream) => {
+                        pulling = Some(stream);
+                        gatherer.reopened();
+                    }
                     Err(err) => {
                         tracing::warn!(error = %err, "pulling from JetStream failed; retrying");
                         tokio::select! {
@@ -289,7 +310,10 @@ impl Updater {
                 }
                 continue;
             };
-            let Some(messages) = worker.next_batch(stream, &stop).await else {
+            let waited = Instant::now();
+            let batch = gatherer.next_batch(stream, &stop).await;
+            lap(&worker.metrics.stages.wait, waited);
+            let Some(messages) = batch else {
                 // Stopped, or the pull stream ended: reopen it unless stopping.
                 if stop.is_cancelled() {
                     break;
@@ -297,14 +321,19 @@ impl Updater {
                 pulling = None;
                 continue;
             };
-            match worker.commit(&messages).await {
-                Ok(acks) => {
+            // The next batch gathers while this one commits.
+            match gatherer.during(stream, worker.commit(&messages)).await {
+                Ok((acks, changed)) => {
                     backoff = Duration::from_millis(100);
                     if crash_after_commit {
                         tracing::warn!("test hook: stopping between commit and ack");
                         break;
                     }
+                    let since = Instant::now();
+                    worker.count_events.publish(&changed).await;
+                    let since = lap(&worker.metrics.stages.publish, since);
                     worker.ack(&messages, acks).await;
+                    lap(&worker.metrics.stages.ack, since);
                 }
                 Err(err) => {
                     worker.metrics.batches_failed.inc();
@@ -319,8 +348,14 @@ impl Updater {
             }
         }
         // Not after a simulated crash, which hands nothing back.
-        if let Some(stream) = pulling.take().filter(|_| !crash_after_commit) {
-            hand_back(stream, worker.config.batch_size).await;
+        if !crash_after_commit {
+            let gathered = gatherer.take_ready();
+            for message in &gathered {
+                let _ = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await;
+            }
+            if let Some(stream) = pulling.take() {
+                hand_back(stream, worker.config.batch_size).await;
+            }
         }
         stop.cancel();
         on_shutdown.abort();
@@ -341,7 +376,11 @@ struct Worker {
     metrics: Metrics,
     recent: moka::future::Cache<Uuid, ()>,
     hold_back: HoldBack,
+    count_events: CountEvents,
 }
+
+/// How to ack each message of a committed batch, and the counts it changed.
+type Committed = (Vec<AckKind>, Vec<CountsChanged>);
 
 impl Worker {
     /// A long-lived pull: JetStream keeps up to a batch of messages flowing to this instance,
@@ -356,43 +395,9 @@ impl Worker {
             .await?)
     }
 
-    /// Waits for a first message (or `stop`), then collects more until the batch is full or
-    /// the batch wait has passed. None when stopped or when the pull stream ended.
-    async fn next_batch(
-        &self,
-        stream: &mut jetstream::consumer::pull::Stream,
-        stop: &CancellationToken,
-    ) -> Option<Vec<jetstream::Message>> {
-        let first = loop {
-            let next = tokio::select! {
-                () = stop.cancelled() => return None,
-                next = stream.next() => next,
-            };
-            match next? {
-                Ok(message) => break message,
-                Err(err) => {
-                    tracing::warn!(error = %err, "pulling from JetStream failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + self.config.batch_wait;
-        while batch.len() < self.config.batch_size as usize {
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(Some(Ok(message))) => batch.push(message),
-                Ok(Some(Err(err))) => {
-                    tracing::debug!(error = %err, "pull error while filling a batch");
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-        Some(batch)
-    }
-
-    /// Applies one batch and commits; returns how to ack each message.
+    /// Applies one batch and commits; returns how to ack each message and the counts changed.
     #[instrument(skip_all, fields(size = messages.len()))]
-    async fn commit(&self, messages: &[jetstream::Message]) -> Result<Vec<AckKind>, BatchError> {
+    async fn commit(&self, messages: &[jetstream::Message]) -> Result<Committed, BatchError> {
         let started = Instant::now();
         self.metrics.batch_size.observe(messages.len() as f64);
         let mut events: Vec<(Event, usize)> = Vec::new();
@@ -428,6 +433,8 @@ impl Worker {
                 }
             })
             .collect();
+        let stages = &self.metrics.stages;
+        let since = lap(&stages.decode, started);
 
         let mut client = self.pool.get().await.map_err(BatchError::Connection)?;
         let txn = client
@@ -446,10 +453,13 @@ impl Worker {
                 }
             }
         };
-        let verdicts = batch::apply(&txn, &incoming, self.hold_back, ack_floor)
-            .await
-            .map_err(BatchError::Transaction)?;
+        let batch::Applied { verdicts, changed } =
+            batch::apply(&txn, &incoming, self.hold_back, ack_floor)
+                .await
+                .map_err(BatchError::Transaction)?;
+        let since = lap(&stages.statements, since);
         txn.commit().await.map_err(BatchError::Transaction)?;
+        let since = lap(&stages.commit, since);
         self.metrics
             .apply_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -510,7 +520,8 @@ impl Worker {
             dead_lettered = counts[3] + poison.len(),
             "batch committed"
         );
-        Ok(acks)
+        lap(&stages.record, since);
+        Ok((acks, changed))
     }
 
     /// Acks the committed batch. A lost ack means a redelivery, which memory or the inbox
