@@ -5,7 +5,12 @@ use anyhow::Context;
 use tally_relay::{Config, Relay};
 use tally_runtime::instance::LogFormat;
 
-#[tokio::main]
+// One thread: the relay's tasks (the replication reader, the session, the NATS connection,
+// the ack task) hand each event from one to the next, and on one thread those hand-offs are
+// queue pushes rather than wake-ups of a parked worker thread; the connection task then also
+// writes many publishes per syscall. The heavy work (decoding in walsender, storing in
+// nats-server) runs in those processes anyway.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_args().context("reading the configuration")?;
     let format = tracing_subscriber::fmt::format();

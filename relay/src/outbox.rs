@@ -42,15 +42,15 @@ pub enum OutboxError {
 impl OutboxEvent {
     /// Maps an inserted `outbox` row to its message.
     pub fn from_row(row: &Row<'_>) -> Result<Self, OutboxError> {
-        let event_id = text(row, "event_id")?;
+        let event_id = text(row, "event_id")?.to_owned();
         let event_type = text(row, "event_type")?;
-        let subject = text(row, "subject")?;
+        let subject = text(row, "subject")?.to_owned();
         let payload = raw(row, "payload")?.clone();
         let headers = match row.get("headers") {
             Some(Value::Text(json)) => Some(json.as_ref()),
             _ => None,
         };
-        Ok(Self::new(event_id, &event_type, subject, payload, headers))
+        Ok(Self::new(event_id, event_type, subject, payload, headers))
     }
 
     /// The message for a row's column values in Postgres' text format (`headers` is the
@@ -65,11 +65,11 @@ impl OutboxEvent {
         // Extra headers are optional metadata (trace context): a row whose headers cannot be
         // read still publishes, without them, rather than stopping the stream.
         let mut headers = match headers {
-            Some(json) => extra_headers(&event_id, json),
-            None => HeaderMap::new(),
+            Some(json) if !is_empty_object(json) => extra_headers(&event_id, json),
+            _ => HeaderMap::new(),
         };
-        headers.insert(tally_sql::HEADER_MSG_ID, event_id.as_str());
-        headers.insert(tally_sql::HEADER_EVENT_TYPE, event_type);
+        headers.insert(MSG_ID, event_id.as_str());
+        headers.insert(EVENT_TYPE, event_type);
         Self {
             event_id,
             subject,
@@ -77,6 +77,16 @@ impl OutboxEvent {
             headers,
         }
     }
+}
+
+/// The two headers every event carries, named once rather than parsed per event.
+const MSG_ID: HeaderName = HeaderName::from_static(tally_sql::HEADER_MSG_ID);
+const EVENT_TYPE: HeaderName = HeaderName::from_static(tally_sql::HEADER_EVENT_TYPE);
+
+/// Whether a row's `headers` is `{}` (the column's default, most rows), which needs no
+/// JSON parse.
+fn is_empty_object(json: &[u8]) -> bool {
+    json.trim_ascii() == b"{}"
 }
 
 fn raw<'r>(row: &'r Row<'_>, column: &'static str) -> Result<&'r Bytes, OutboxError> {
@@ -98,11 +108,9 @@ fn raw<'r>(row: &'r Row<'_>, column: &'static str) -> Result<&'r Bytes, OutboxEr
     }
 }
 
-fn text(row: &Row<'_>, column: &'static str) -> Result<String, OutboxError> {
+fn text<'r>(row: &'r Row<'_>, column: &'static str) -> Result<&'r str, OutboxError> {
     let bytes = raw(row, column)?;
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(|source| OutboxError::NotUtf8 { column, source })
+    std::str::from_utf8(bytes).map_err(|source| OutboxError::NotUtf8 { column, source })
 }
 
 /// Every string key/value of the row's `headers` object that is a legal NATS header.

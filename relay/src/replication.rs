@@ -124,13 +124,33 @@ impl Session<'_> {
         let mut open_txn: Option<Lsn> = None;
         let stages = &self.metrics.stages;
         loop {
+            // Checked before the select, which then tries the next message first: on a
+            // backlog the message is buffered already and the other branches are never
+            // polled, so no waker is registered (and dropped) for them per message.
+            let waiting = Instant::now();
+            if self
+                .confirmed
+                .has_changed()
+                .map_err(|_| RelayError::AckWindowClosed)?
+            {
+                self.report_confirmed();
+                lap(&stages.confirm, waiting);
+            }
+            if self.abort.is_cancelled() {
+                tracing::warn!(
+                    "stopped in the middle of a transaction; a restart replays its published events"
+                );
+                return Ok(());
+            }
+            if open_txn.is_none() && self.stop.is_cancelled() {
+                return Ok(());
+            }
             let waiting = Instant::now();
             let event = tokio::select! {
                 biased;
-                _ = self.abort.cancelled() => {
-                    tracing::warn!("stopped in the middle of a transaction; a restart replays its published events");
-                    return Ok(());
-                }
+                event = self.client.recv() => event.map_err(RelayError::Replication)?,
+                // Back to the top, which logs it.
+                _ = self.abort.cancelled() => continue,
                 _ = self.stop.cancelled(), if open_txn.is_none() => return Ok(()),
                 changed = self.confirmed.changed() => {
                     changed.map_err(|_| RelayError::AckWindowClosed)?;
@@ -138,7 +158,6 @@ impl Session<'_> {
                     lap(&stages.confirm, waiting);
                     continue;
                 }
-                event = self.client.recv() => event.map_err(RelayError::Replication)?,
             };
             let mut now = lap(&stages.read, waiting);
             let Some(event) = event else {
@@ -168,11 +187,15 @@ impl Session<'_> {
                     now = lap(&stages.build, now);
                     let published_at = now;
                     // While NATS is away the publish itself can wait (for the client's
-                    // buffer or an ack permit); shutdown must not.
+                    // buffer or an ack permit); shutdown must not. The publish is polled
+                    // first: it is usually ready at once, and the token then never is.
+                    if self.abort.is_cancelled() {
+                        return Ok(());
+                    }
                     let ack = tokio::select! {
                         biased;
-                        _ = self.abort.cancelled() => return Ok(()),
                         ack = self.publisher.publish(event) => ack?,
+                        _ = self.abort.cancelled() => return Ok(()),
                     };
                     now = lap(&stages.publish, now);
                     self.metrics.in_flight.inc();
@@ -218,15 +241,20 @@ impl Session<'_> {
     }
 
     /// Puts `item` in the window, waiting while it is full (backpressure: nothing more is
-    /// read from the slot meanwhile) but still passing confirmations on.
+    /// read from the slot meanwhile) but still passing confirmations on. The push is polled
+    /// first: with room in the window it completes at once and the other branches' wakers
+    /// are never registered.
     async fn push(&mut self, item: InFlight) -> Result<Pushed, RelayError> {
+        if self.abort.is_cancelled() {
+            return Ok(Pushed::Stopped);
+        }
         let send = self.window.push(item);
         tokio::pin!(send);
         loop {
             tokio::select! {
                 biased;
-                _ = self.abort.cancelled() => return Ok(Pushed::Stopped),
                 sent = &mut send => return sent.map(|()| Pushed::Yes),
+                _ = self.abort.cancelled() => return Ok(Pushed::Stopped),
                 changed = self.confirmed.changed() => {
                     changed.map_err(|_| RelayError::AckWindowClosed)?;
                     // Inlined rather than `report_confirmed`: `send` borrows the window.
