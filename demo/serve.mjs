@@ -49,7 +49,14 @@ function resolve(pathname) {
 
 async function answer(request, response) {
   const { pathname } = new URL(request.url ?? "/", "http://demo");
-  const file = request.method === "GET" || request.method === "HEAD" ? resolve(pathname) : undefined;
+  let file;
+  try {
+    file = request.method === "GET" || request.method === "HEAD" ? resolve(pathname) : undefined;
+  } catch {
+    // A broken %-escape (decodeURIComponent's URIError).
+    response.writeHead(400, { "content-type": "text/plain; charset=utf-8" }).end("bad path\n");
+    return;
+  }
   const info = file && (await stat(file).catch(() => undefined));
   if (!file || !info?.isFile()) {
     response.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found\n");
