@@ -146,6 +146,7 @@ impl TestApp {
         }
 
         let mut config = api_config(pg.url_as("tally_api", &db_name));
+        config.nats_url = nats.url();
         configure(&mut config);
         let api = tally_api::Application::build(config)
             .await

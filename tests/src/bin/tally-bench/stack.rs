@@ -200,6 +200,7 @@ impl Stack {
                 ("TALLY_DB_POOL_SIZE", "4".to_owned()),
                 ("TALLY_WRITE_RATE_PER_SEC", "0".to_owned()),
                 ("TALLY_INSTANCE", instance.to_owned()),
+                ("NATS_URL", self.nats.url()),
             ],
         )?;
         let url = format!("http://{addr}");
@@ -220,6 +221,7 @@ impl Stack {
                 ("TALLY_DB_POOL_SIZE", "32".to_owned()),
                 // Load generators are one user hammering: rate limiting would measure itself.
                 ("TALLY_WRITE_RATE_PER_SEC", "0".to_owned()),
+                ("NATS_URL", self.nats.url()),
             ],
         )?;
         self.api = Some(service);
