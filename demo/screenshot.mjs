@@ -12,12 +12,14 @@ const demo = await startDemoServer({ port: Number(new URL(url).port) });
 const browser = await launchChromium();
 try {
   const page = await browser.newPage();
-  await page.setViewport({ width: 760, height: 900 });
+  await page.setViewport({ width: 760, height: 300 }); // fullPage: as tall as the feed
   await page.goto(url);
   await page.waitForFunction(
     () =>
       document.querySelector("#live")?.dataset.state === "open" &&
-      [...document.querySelectorAll(".post")].every((post) => post.querySelector(".likers-list")?.textContent !== "nobody yet" || post.dataset.likes === "0"),
+      [...document.querySelectorAll(".post")].every(
+        (post) => post.dataset.likes === "0" || post.querySelector(".likers-list")?.textContent !== "nobody yet",
+      ),
     { timeout: 15_000 },
   );
   await page.screenshot({ path: out, fullPage: true });
