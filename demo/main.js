@@ -63,19 +63,33 @@ function showCounts(article, { likes, comments }) {
   return changed;
 }
 
+/**
+ * Whether a read begun now is still the newest when it answers: reads started by two live
+ * events in a row may answer out of order, and the older must not overwrite the newer.
+ */
+function newest(article, what) {
+  const turn = (Number(article.dataset[what]) || 0) + 1;
+  article.dataset[what] = turn;
+  return () => Number(article.dataset[what]) === turn;
+}
+
 async function showLikers(article) {
+  const current = newest(article, "likersRead");
   const { data } = await tally.GET("/v1/posts/{post_id}/likes", {
     params: { path: { post_id: article.dataset.postId }, query: { limit: 5 } },
   });
+  if (!current()) return;
   const names = (data?.items ?? []).map((liker) => liker.user_id);
   article.querySelector(".likers-list").textContent =
     names.length === 0 ? "nobody yet" : names.join(", ") + (data?.next_cursor ? " and others" : "");
 }
 
 async function showComments(article) {
+  const current = newest(article, "commentsRead");
   const { data } = await tally.GET("/v1/posts/{post_id}/comments", {
     params: { path: { post_id: article.dataset.postId }, query: { limit: 5 } },
   });
+  if (!current()) return;
   const items = (data?.items ?? []).map((comment) => {
     const li = document.createElement("li");
     li.textContent = `${comment.author_id}: ${comment.body}`; // textContent: never HTML

@@ -1,7 +1,8 @@
 // The demo page in a real, headless Chromium, served from its own origin (so every call to the
 // api is cross-origin and CORS is exercised for real): two users open the same feed, one
 // clicks like, and the other's page shows the new count from the live stream within a second,
-// without reloading. Fails if the count never arrives.
+// without reloading (fails if the count never arrives); a comment and a like made on one page
+// show on the other with its count, text and liker.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
@@ -89,6 +90,35 @@ describe("the demo page in Chromium", () => {
     assert.equal(await bob.page.evaluate(() => window.notReloaded), true, "bob's page was not reloaded");
     await alice.page.waitForSelector(`[data-post-id="${postId}"] .like[aria-pressed="true"]`, { timeout: 5000 });
     assert.equal(await likesShown(alice.page, postId), "1");
+    assert.deepEqual([...alice.errors, ...bob.errors], []);
+  });
+
+  test("a comment added on one user's page shows, with its count and the liker, on another user's page", async () => {
+    const postId = await createPost(api, tokenFor(newUserId("author"), secret));
+    const aliceId = newUserId("alice");
+    const alice = await openAs(aliceId, [postId]);
+    const bob = await openAs(newUserId("bob"), [postId]);
+    await waitForLive(alice.page, postId, 0);
+    await waitForLive(bob.page, postId, 0);
+
+    await alice.page.click(`[data-post-id="${postId}"] .like`);
+    await alice.page.type(`[data-post-id="${postId}"] input[name="body"]`, "Seen from Chromium");
+    await alice.page.click(`[data-post-id="${postId}"] .add-comment button`);
+    await bob.page.waitForFunction(
+      (id, commenter) => {
+        const post = document.querySelector(`[data-post-id="${id}"]`);
+        return (
+          post?.querySelector(".comments")?.textContent === "1" &&
+          post.querySelector(".comment-list")?.textContent === `${commenter}: Seen from Chromium` &&
+          post.querySelector(".likers-list")?.textContent === commenter
+        );
+      },
+      { timeout: 15_000 },
+      postId,
+      aliceId,
+    );
+
+    assert.equal(await alice.page.$eval(`[data-post-id="${postId}"] input[name="body"]`, (el) => el.value), "", "the form was cleared");
     assert.deepEqual([...alice.errors, ...bob.errors], []);
   });
 });
