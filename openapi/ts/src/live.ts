@@ -210,10 +210,18 @@ function connectEventSource(url: string, on: ConnectionHandlers): Connection {
   return { close: () => source.close() };
 }
 
-function connectFetch(url: string, lastEventId: string, idleMs: number, on: ConnectionHandlers): Connection {
+function connectFetch(url: string, lastEventId: string, idleMs: number, handlers: ConnectionHandlers): Connection {
   const controller = new AbortController();
   let closed = false;
   let idle: ReturnType<typeof setTimeout> | undefined;
+  // Once closed, this connection reports nothing: a late chunk or idle timer of a stream
+  // already given up must not fail (and so close) the stream that replaced it.
+  const on: ConnectionHandlers = {
+    event: (event) => closed || handlers.event(event),
+    open: () => closed || handlers.open(),
+    retryHint: (ms) => closed || handlers.retryHint(ms),
+    fail: (...args) => closed || handlers.fail(...args),
+  };
   const close = () => {
     closed = true;
     if (idle !== undefined) clearTimeout(idle);
@@ -251,8 +259,6 @@ function connectFetch(url: string, lastEventId: string, idleMs: number, on: Conn
       parser.push(decoder.decode(value, { stream: true }));
     }
     on.fail("the api ended the live stream");
-  })().catch((err: unknown) => {
-    if (!closed) on.fail(`the live stream failed: ${String(err)}`, undefined, 0, err);
-  });
+  })().catch((err: unknown) => on.fail(`the live stream failed: ${String(err)}`, undefined, 0, err));
   return { close };
 }

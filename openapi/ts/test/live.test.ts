@@ -101,6 +101,24 @@ describe("live counts", () => {
     assert.deepEqual(stopped.values.map((c) => c.likes), [0]);
   });
 
+  test("a stream silent for longer than idleTimeoutMs is taken for dead and reopened, starting with the counts again", async () => {
+    const { postId } = await newPost();
+    const counts = inbox<LiveCounts>();
+    const errors = inbox<LiveError>();
+
+    // The api's keep-alive comes every 15 s: a 300 ms bound sees the stream as silent.
+    const stop = anonymousClient().live([postId], counts.push, { idleTimeoutMs: 300, minRetryMs: 10, onError: errors.push });
+    try {
+      await errors.until(() => true);
+      await counts.until(() => counts.values.length >= 2);
+    } finally {
+      stop();
+    }
+
+    assert.match(errors.values[0]?.message ?? "", /silent for 300 ms/);
+    assert.deepEqual(counts.values.slice(0, 2).map((c) => [c.post_id, c.likes]), [[postId, 0], [postId, 0]]);
+  });
+
   test("an api that cannot be reached is retried with a doubling, jittered delay", async () => {
     // A port nothing listens on: the api's own port + 1 is not guaranteed free, so ask the OS
     // for a port and close it again.
