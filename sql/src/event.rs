@@ -7,6 +7,9 @@
 //! {"version":1,"id":"0193…","type":"like.added","time":"2026-11-22T20:00:00.123456Z",
 //!  "post_id":"…","post_author":"alice","actor":"bob"}
 //! ```
+//!
+//! The count events the updater publishes after each commit (`tally.counts.<post_id>`, core
+//! NATS) are the other half of the contract: see [`crate::counts`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,9 +1,11 @@
 //! tally's database contract: the embedded migrations (tables, roles, grants, publication)
 //! and the event types the api writes into the outbox and the updater reads off the stream.
 
+pub mod counts;
 pub mod event;
 pub mod migrate;
 
+pub use counts::{COUNTS_SUBJECTS, CountsChanged};
 pub use event::{
     DecodeError, Event, EventType, HEADER_EVENT_TYPE, HEADER_MSG_ID, HEADER_TRACEPARENT,
 };
@@ -13,5 +15,7 @@ pub use migrate::{MigrateError, migrate};
 pub const PUBLICATION: &str = "tally_outbox";
 /// The JetStream stream that holds every tally event.
 pub const STREAM: &str = "TALLY";
-/// The subjects the stream captures.
-pub const STREAM_SUBJECTS: &str = "tally.>";
+/// The subjects the stream captures: the events' `tally.<aggregate>.<action>.<post_id>`,
+/// and not the count events' `tally.counts.<post_id>` (core NATS, three tokens), which would
+/// otherwise be stored in the stream and reach the updater as undecodable events.
+pub const STREAM_SUBJECTS: &str = "tally.*.*.*";

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use tally_sql::Event;
+use tally_sql::{CountsChanged, Event};
 use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 use tracing::instrument;
@@ -62,6 +62,15 @@ pub enum Verdict {
     DeadLettered,
 }
 
+/// What one batch's transaction did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// What became of each event, in order.
+    pub verdicts: Vec<Verdict>,
+    /// The counts, as this transaction leaves them, of each post it changed.
+    pub changed: Vec<CountsChanged>,
+}
+
 /// The sum of deltas of one post.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Delta {
@@ -107,8 +116,8 @@ pub async fn dead_letter(
     Ok(())
 }
 
-/// Applies `events` (distinct ids) inside `txn` and says what became of each, in order.
-/// The caller commits, then acks according to the verdicts. `ack_floor` reads the consumer's
+/// Applies `events` (distinct ids) inside `txn` and says what became of each, in order, and
+/// which counts changed. The caller commits, then acks according to the verdicts. `ack_floor` reads the consumer's
 /// ack floor; it is awaited only when an event held back may be dead-lettered.
 #[instrument(skip_all, fields(size = events.len()))]
 pub async fn apply(
@@ -116,10 +125,10 @@ pub async fn apply(
     events: &[Incoming<'_>],
     hold_back: HoldBack,
     ack_floor: impl Future<Output = Option<u64>>,
-) -> Result<Vec<Verdict>, tokio_postgres::Error> {
+) -> Result<Applied, tokio_postgres::Error> {
     let mut verdicts = vec![Verdict::Duplicate; events.len()];
     if events.is_empty() {
-        return Ok(verdicts);
+        return Ok(Applied::default());
     }
     // Sorted, so two transactions inserting overlapping ids (a redelivery racing the original)
     // take the inbox's index locks in the same order.
@@ -149,40 +158,58 @@ pub async fn apply(
     }
     deltas.retain(|_, d| !d.is_zero());
     if deltas.is_empty() {
-        return Ok(verdicts);
+        return Ok(Applied {
+            verdicts,
+            changed: Vec::new(),
+        });
     }
 
     txn.batch_execute("SAVEPOINT deltas").await?;
     match upsert(txn, &deltas).await {
-        Ok(()) => return Ok(verdicts),
+        Ok(changed) => return Ok(Applied { verdicts, changed }),
         Err(err) if err.code() == Some(&SqlState::CHECK_VIOLATION) => {
             txn.batch_execute("ROLLBACK TO SAVEPOINT deltas").await?;
         }
         Err(err) => return Err(err),
     }
-    hold_back_negatives(txn, events, &mut verdicts, hold_back, ack_floor).await?;
-    Ok(verdicts)
+    let changed = hold_back_negatives(txn, events, &mut verdicts, hold_back, ack_floor).await?;
+    Ok(Applied { verdicts, changed })
+}
+
+/// Reads the counts a `RETURNING post_id, likes, comments, updated_at` gave back.
+fn changed_counts(rows: &[tokio_postgres::Row]) -> Vec<CountsChanged> {
+    rows.iter()
+        .map(|row| CountsChanged {
+            post_id: row.get(0),
+            likes: row.get(1),
+            comments: row.get(2),
+            updated_at: row.get(3),
+        })
+        .collect()
 }
 
 /// The common path: one statement, one row write per post however many events it had.
+/// Returns the counts it left.
 async fn upsert(
     txn: &Transaction<'_>,
     deltas: &BTreeMap<Uuid, Delta>,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Vec<CountsChanged>, tokio_postgres::Error> {
     let posts: Vec<Uuid> = deltas.keys().copied().collect();
     let likes: Vec<i64> = deltas.values().map(|d| d.likes).collect();
     let comments: Vec<i64> = deltas.values().map(|d| d.comments).collect();
-    txn.execute(
-        "INSERT INTO post_counts AS c (post_id, likes, comments)
-         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::int8[]) ORDER BY 1
-         ON CONFLICT (post_id) DO UPDATE
-         SET likes = c.likes + excluded.likes,
-             comments = c.comments + excluded.comments,
-             updated_at = now()",
-        &[&posts, &likes, &comments],
-    )
-    .await?;
-    Ok(())
+    let rows = txn
+        .query(
+            "INSERT INTO post_counts AS c (post_id, likes, comments)
+             SELECT * FROM unnest($1::uuid[], $2::int8[], $3::int8[]) ORDER BY 1
+             ON CONFLICT (post_id) DO UPDATE
+             SET likes = c.likes + excluded.likes,
+                 comments = c.comments + excluded.comments,
+                 updated_at = now()
+             RETURNING post_id, likes, comments, updated_at",
+            &[&posts, &likes, &comments],
+        )
+        .await?;
+    Ok(changed_counts(&rows))
 }
 
 /// An event of the batch that cannot apply now: it would take its post's `what` count, now
@@ -197,13 +224,14 @@ struct Held {
 /// of the batch (in post-id order), then per post apply all increments and as many decrements
 /// as the count allows. Deltas commute, so this order changes no final count; it only holds
 /// back the fewest events. Held-back events leave the inbox again (they are not applied).
+/// Returns the counts it changed.
 async fn hold_back_negatives(
     txn: &Transaction<'_>,
     events: &[Incoming<'_>],
     verdicts: &mut [Verdict],
     hold_back: HoldBack,
     ack_floor: impl Future<Output = Option<u64>>,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Vec<CountsChanged>, tokio_postgres::Error> {
     let mut by_post: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
     for (i, verdict) in verdicts.iter().enumerate() {
         if *verdict == Verdict::Applied {
@@ -269,23 +297,27 @@ async fn hold_back_negatives(
         }
     }
 
+    let mut changed = Vec::new();
     if !deltas.is_empty() {
         let posts: Vec<Uuid> = deltas.keys().copied().collect();
         let likes: Vec<i64> = deltas.values().map(|d| d.likes).collect();
         let comments: Vec<i64> = deltas.values().map(|d| d.comments).collect();
         // Every row is locked already, so the update's own order does not matter.
-        txn.execute(
-            "UPDATE post_counts AS c
-             SET likes = c.likes + d.likes, comments = c.comments + d.comments,
-                 updated_at = now()
-             FROM unnest($1::uuid[], $2::int8[], $3::int8[]) AS d(post_id, likes, comments)
-             WHERE c.post_id = d.post_id",
-            &[&posts, &likes, &comments],
-        )
-        .await?;
+        let rows = txn
+            .query(
+                "UPDATE post_counts AS c
+                 SET likes = c.likes + d.likes, comments = c.comments + d.comments,
+                     updated_at = now()
+                 FROM unnest($1::uuid[], $2::int8[], $3::int8[]) AS d(post_id, likes, comments)
+                 WHERE c.post_id = d.post_id
+                 RETURNING c.post_id, c.likes, c.comments, c.updated_at",
+                &[&posts, &likes, &comments],
+            )
+            .await?;
+        changed = changed_counts(&rows);
     }
     if held.is_empty() {
-        return Ok(());
+        return Ok(changed);
     }
     let held_ids: Vec<Uuid> = held.iter().map(|h| events[h.index].event.id).collect();
     txn.execute("DELETE FROM inbox WHERE event_id = ANY($1)", &[&held_ids])
@@ -331,7 +363,7 @@ async fn hold_back_negatives(
         });
     }
     dead_letter(txn, &dead).await?;
-    Ok(())
+    Ok(changed)
 }
 
 /// Records each held event in `held_back` (the first hold sets `first_held_at`) and returns

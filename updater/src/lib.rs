@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod count_events;
 pub mod hold_back;
 pub mod inbox;
 pub mod metrics;
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
-use tally_sql::Event;
+use tally_sql::{CountsChanged, Event};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
@@ -34,6 +35,7 @@ pub use config::{Command, Config, ReconcileArgs};
 pub use metrics::Metrics;
 
 use crate::batch::{DeadLetter, Decoded, Incoming, Verdict};
+use crate::count_events::CountEvents;
 use crate::hold_back::HoldBack;
 use crate::metrics::MetricsServer;
 
@@ -101,6 +103,7 @@ pub struct Updater {
     metrics_server: MetricsServer,
     recent: moka::future::Cache<Uuid, ()>,
     hold_back: HoldBack,
+    count_events: CountEvents,
     crash_after_commit: bool,
 }
 
@@ -165,7 +168,7 @@ impl Updater {
                 url: config.nats_url.clone(),
                 source,
             })?;
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         let stream = wait_for_stream(&js).await;
         let max_age = stream.cached_info().config.max_age;
         if !max_age.is_zero() && config.inbox_retention <= max_age {
@@ -199,14 +202,21 @@ impl Updater {
             .time_to_live(RECENT_IDS_TTL)
             .max_capacity(RECENT_IDS_MAX)
             .build();
+        let metrics = Metrics::new(&config.instance);
+        let count_events = CountEvents::new(
+            client,
+            metrics.clone(),
+            &stream.cached_info().config.subjects,
+        );
         Ok(Self {
-            metrics: Metrics::new(&config.instance),
+            metrics,
             config,
             pool,
             consumer,
             metrics_server,
             recent,
             hold_back,
+            count_events,
             crash_after_commit: false,
         })
     }
@@ -248,6 +258,7 @@ impl Updater {
             metrics_server,
             recent,
             hold_back,
+            count_events,
             crash_after_commit,
         } = self;
         let server =
@@ -270,6 +281,7 @@ impl Updater {
             metrics,
             recent,
             hold_back,
+            count_events,
         };
 
         let mut backoff = Duration::from_millis(100);
@@ -298,12 +310,13 @@ impl Updater {
                 continue;
             };
             match worker.commit(&messages).await {
-                Ok(acks) => {
+                Ok((acks, changed)) => {
                     backoff = Duration::from_millis(100);
                     if crash_after_commit {
                         tracing::warn!("test hook: stopping between commit and ack");
                         break;
                     }
+                    worker.count_events.publish(&changed).await;
                     worker.ack(&messages, acks).await;
                 }
                 Err(err) => {
@@ -341,7 +354,11 @@ struct Worker {
     metrics: Metrics,
     recent: moka::future::Cache<Uuid, ()>,
     hold_back: HoldBack,
+    count_events: CountEvents,
 }
+
+/// How to ack each message of a committed batch, and the counts it changed.
+type Committed = (Vec<AckKind>, Vec<CountsChanged>);
 
 impl Worker {
     /// A long-lived pull: JetStream keeps up to a batch of messages flowing to this instance,
@@ -390,9 +407,9 @@ impl Worker {
         Some(batch)
     }
 
-    /// Applies one batch and commits; returns how to ack each message.
+    /// Applies one batch and commits; returns how to ack each message and the counts changed.
     #[instrument(skip_all, fields(size = messages.len()))]
-    async fn commit(&self, messages: &[jetstream::Message]) -> Result<Vec<AckKind>, BatchError> {
+    async fn commit(&self, messages: &[jetstream::Message]) -> Result<Committed, BatchError> {
         let started = Instant::now();
         self.metrics.batch_size.observe(messages.len() as f64);
         let mut events: Vec<(Event, usize)> = Vec::new();
@@ -446,9 +463,10 @@ impl Worker {
                 }
             }
         };
-        let verdicts = batch::apply(&txn, &incoming, self.hold_back, ack_floor)
-            .await
-            .map_err(BatchError::Transaction)?;
+        let batch::Applied { verdicts, changed } =
+            batch::apply(&txn, &incoming, self.hold_back, ack_floor)
+                .await
+                .map_err(BatchError::Transaction)?;
         txn.commit().await.map_err(BatchError::Transaction)?;
         self.metrics
             .apply_seconds
@@ -510,7 +528,7 @@ impl Worker {
             dead_lettered = counts[3] + poison.len(),
             "batch committed"
         );
-        Ok(acks)
+        Ok((acks, changed))
     }
 
     /// Acks the committed batch. A lost ack means a redelivery, which memory or the inbox

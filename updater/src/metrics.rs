@@ -25,6 +25,7 @@ pub const APPLY_SECONDS: &str = "tally_updater_apply_seconds";
 pub const LAG_SECONDS: &str = "tally_updater_event_lag_seconds";
 pub const BATCHES_FAILED: &str = "tally_updater_batches_failed";
 pub const INBOX_PRUNED: &str = "tally_updater_inbox_pruned";
+pub const COUNT_EVENTS: &str = "tally_updater_count_events";
 
 /// Where a duplicate was caught.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,6 +41,13 @@ pub struct DeadLetterLabels {
     pub reason: &'static str,
 }
 
+/// What became of a count event (`tally.counts.<post_id>`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CountEventLabels {
+    /// `published` or `failed` (not handed to NATS; the post's next change repairs it).
+    pub outcome: &'static str,
+}
+
 /// Every metric the updater keeps; cheap to clone (shared handles).
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -52,6 +60,7 @@ pub struct Metrics {
     pub lag_seconds: Histogram,
     pub batches_failed: Counter,
     pub inbox_pruned: Counter,
+    pub count_events: Family<CountEventLabels, Counter>,
     registry: Arc<Registry>,
 }
 
@@ -114,6 +123,12 @@ impl Metrics {
             "Inbox rows deleted after the retention",
             inbox_pruned.clone(),
         );
+        let count_events = Family::<CountEventLabels, Counter>::default();
+        registry.register(
+            COUNT_EVENTS,
+            "Count events (a post's new counts after a commit, on core NATS), by outcome",
+            count_events.clone(),
+        );
         Self {
             events_applied,
             duplicates,
@@ -124,6 +139,7 @@ impl Metrics {
             lag_seconds,
             batches_failed,
             inbox_pruned,
+            count_events,
             registry: Arc::new(registry),
         }
     }
@@ -139,6 +155,12 @@ impl Metrics {
     pub fn duplicate(&self, caught_in: &'static str, n: usize) {
         self.duplicates
             .get_or_create(&DuplicateLabels { caught_in })
+            .inc_by(n as u64);
+    }
+
+    pub fn count_events(&self, outcome: &'static str, n: usize) {
+        self.count_events
+            .get_or_create(&CountEventLabels { outcome })
             .inc_by(n as u64);
     }
 

@@ -14,6 +14,7 @@ mod comments;
 mod connection_cap;
 mod cors;
 mod count_drift_retention;
+mod count_events;
 mod cursor_format;
 mod dead_letters_readable;
 mod deleted_post_id;
