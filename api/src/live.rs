@@ -136,8 +136,8 @@ impl LiveApi {
             // before the post was deleted).
             let current = latest.borrow_and_update().clone();
             match current {
-                Some(counts) if found.contains(&post_id) => {
-                    opening.push(LiveEvent::Counts(counts));
+                Some(newest) if found.contains(&post_id) => {
+                    opening.push(LiveEvent::Counts(newest.counts));
                     followed.push((post_id, latest));
                 }
                 _ => opening.push(LiveEvent::Missing(LiveMissing { post_id })),

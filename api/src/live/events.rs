@@ -12,12 +12,14 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{Example, ToJSON, Type};
 use uuid::Uuid;
 
+use tally_sql::CountsChanged;
+
 use crate::examples;
 use crate::store::PostCounts;
 
-/// A post's counts: the data of a `counts` event, and the payload of the updater's
-/// `tally.counts.<post_id>` message.
-#[derive(Debug, Clone, PartialEq, Eq, Object, serde::Deserialize)]
+/// A post's counts: the data of a `counts` event (the same fields as the updater's
+/// `tally.counts.<post_id>` message, `tally_sql::CountsChanged`).
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
 #[oai(example)]
 pub struct LiveCounts {
     /// The post's id.
@@ -52,6 +54,17 @@ impl From<PostCounts> for LiveCounts {
             likes: row.likes,
             comments: row.comments,
             updated_at: row.updated_at,
+        }
+    }
+}
+
+impl From<CountsChanged> for LiveCounts {
+    fn from(event: CountsChanged) -> Self {
+        Self {
+            post_id: event.post_id,
+            likes: event.likes,
+            comments: event.comments,
+            updated_at: event.updated_at,
         }
     }
 }

@@ -15,8 +15,18 @@ use uuid::Uuid;
 use crate::live::events::LiveCounts;
 use crate::metrics::Metrics;
 
+/// A post's newest counts, numbered: the hub's how-manieth change of them this is, so a
+/// stream can tell how many changes it skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub version: u64,
+    pub counts: LiveCounts,
+}
+
 /// The newest counts of one post (None until the first are known).
-pub type Latest = watch::Receiver<Option<LiveCounts>>;
+pub type Latest = watch::Receiver<Option<Versioned>>;
+
+type Posts = HashMap<Uuid, watch::Sender<Option<Versioned>>>;
 
 /// Shared by every stream, the NATS subscriber and the re-reader; cheap to clone.
 #[derive(Debug, Clone)]
@@ -26,7 +36,7 @@ pub struct Hub {
 
 #[derive(Debug)]
 struct Inner {
-    posts: Mutex<HashMap<Uuid, watch::Sender<Option<LiveCounts>>>>,
+    posts: Mutex<Posts>,
     open: AtomicUsize,
     max_open: usize,
     closing: CancellationToken,
@@ -47,7 +57,7 @@ impl Hub {
     }
 
     /// The map, even if a holder panicked: it only holds channels, which stay consistent.
-    fn posts(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, watch::Sender<Option<LiveCounts>>>> {
+    fn posts(&self) -> std::sync::MutexGuard<'_, Posts> {
         self.inner
             .posts
             .lock()
@@ -70,9 +80,10 @@ impl Hub {
             return false;
         };
         sender.send_if_modified(|current| match current {
-            Some(current) if !counts.supersedes(current) => false,
+            Some(current) if !counts.supersedes(&current.counts) => false,
             _ => {
-                *current = Some(counts);
+                let version = current.as_ref().map_or(1, |current| current.version + 1);
+                *current = Some(Versioned { version, counts });
                 true
             }
         })
@@ -150,8 +161,12 @@ mod tests {
         assert!(hub.offer(counts(post, 1, 10)));
         assert!(hub.offer(counts(post, 3, 30)));
         assert!(!hub.offer(counts(post, 2, 20)), "an older value was taken");
-        assert_eq!(first.borrow_and_update().as_ref().map(|c| c.likes), Some(3));
-        assert_eq!(second.borrow().as_ref().map(|c| c.likes), Some(3));
+        let newest = first.borrow_and_update().clone();
+        assert_eq!(
+            newest.as_ref().map(|v| (v.counts.likes, v.version)),
+            Some((3, 2))
+        );
+        assert_eq!(second.borrow().as_ref().map(|v| v.counts.likes), Some(3));
     }
 
     #[test]

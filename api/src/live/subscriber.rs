@@ -1,4 +1,4 @@
-//! The api's one NATS subscription (`tally.counts.>`) feeding the hub, and the re-reads
+//! The api's one NATS subscription (`tally.counts.>`, the updater's count events) feeding the hub, and the re-reads
 //! that repair what core NATS may lose: every watched post's counts are read from Postgres
 //! again every [`REREAD_EVERY`], and at once whenever the NATS connection comes back (a
 //! change published while it was down reached no one).
@@ -7,16 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use tally_sql::{COUNTS_SUBJECTS, CountsChanged};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::instrument;
 
-use crate::live::events::LiveCounts;
 use crate::live::hub::Hub;
 use crate::store::Store;
-
-/// Where the updater publishes each post's new counts (`tally.counts.<post_id>`).
-pub const SUBJECT: &str = "tally.counts.>";
 
 /// How often every watched post's counts are read again, repairing a count event lost on
 /// core NATS (which keeps nothing): a stream's counts are at most this stale after a loss.
@@ -76,7 +73,7 @@ impl Subscriber {
 /// Hands every count event to the hub until the api shuts down.
 async fn subscribe(hub: Hub, client: async_nats::Client) {
     let mut messages = loop {
-        match client.subscribe(SUBJECT).await {
+        match client.subscribe(COUNTS_SUBJECTS).await {
             Ok(messages) => break messages,
             Err(err) => {
                 tracing::warn!(error = %err, "live counts: cannot subscribe yet");
@@ -91,9 +88,9 @@ async fn subscribe(hub: Hub, client: async_nats::Client) {
         tokio::select! {
             () = hub.closing().cancelled() => break,
             message = messages.next() => match message {
-                Some(message) => match serde_json::from_slice::<LiveCounts>(&message.payload) {
+                Some(message) => match serde_json::from_slice::<CountsChanged>(&message.payload) {
                     Ok(counts) => {
-                        hub.offer(counts);
+                        hub.offer(counts.into());
                     }
                     Err(err) => tracing::warn!(
                         error = %err, subject = %message.subject, "live counts: unreadable event"
