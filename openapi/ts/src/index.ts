@@ -26,7 +26,15 @@ import type { components, operations, paths } from "./schema.js";
 import { live, type LiveCounts, type LiveOptions, type StopLive } from "./live.js";
 
 export type { components, operations, paths };
-export { isLiveCounts, live, LiveError, type LiveCounts, type LiveOptions, type StopLive } from "./live.js";
+export {
+  isLiveCounts,
+  live,
+  LiveError,
+  type LiveCounts,
+  type LiveMissing,
+  type LiveOptions,
+  type StopLive,
+} from "./live.js";
 export { SseParser, type SseEvent, type SseHandlers } from "./sse.js";
 
 type Schemas = components["schemas"];

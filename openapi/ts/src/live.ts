@@ -7,19 +7,21 @@
 //
 // In browsers it uses `EventSource`; where there is none (Node) it reads the stream from
 // `fetch`'s body with the parser in sse.ts.
+import type { components, paths } from "./schema.js";
 import { SseParser, type SseEvent } from "./sse.js";
 
-/** A post's absolute counts, as a `counts` event carries them. */
-export interface LiveCounts {
-  /** The post (its UUID, lower-case). */
-  post_id: string;
-  /** How many users like it now. */
-  likes: number;
-  /** How many live comments it has now. */
-  comments: number;
-  /** When these counts were committed (RFC 3339, UTC). */
-  updated_at: string;
-}
+/** A post's absolute counts, as a `counts` event carries them (the spec's `LiveCounts`). */
+export type LiveCounts = components["schemas"]["LiveCounts"];
+/** The data of a `missing` event: an id naming no post (the spec's `LiveMissing`). */
+export type LiveMissing = components["schemas"]["LiveMissing"];
+
+// What the spec says `GET /v1/live` streams: events whose data is one of these two. If the
+// spec's stream ever carries another kind of data, this stops compiling until the helper
+// handles it.
+type StreamedData =
+  paths["/v1/live"]["get"]["responses"][200]["content"]["text/event-stream"][number];
+const handlesEveryKind: [StreamedData] extends [LiveCounts | LiveMissing] ? true : never = true;
+void handlesEveryKind;
 
 /** Why a live stream failed; the helper retries after `retryInMs`. */
 export class LiveError extends Error {
@@ -74,6 +76,13 @@ export function isLiveCounts(value: unknown): value is LiveCounts {
     Number.isInteger(v.comments) &&
     typeof v.updated_at === "string"
   );
+}
+
+/** Whether `value` has the shape of a `missing` event's data. */
+function isLiveMissing(value: unknown): value is LiveMissing {
+  if (typeof value !== "object" || value === null) return false;
+  const v: Partial<Record<keyof LiveMissing, unknown>> = value;
+  return typeof v.post_id === "string";
 }
 
 /** The ids as the api takes them, lower-case; throws on a list the api would refuse. */
@@ -162,8 +171,8 @@ export function live(
     }
     if (event.type === "counts" && isLiveCounts(data)) {
       if (following.has(data.post_id)) onCounts(data);
-    } else if (event.type === "missing" && typeof data === "object" && data !== null && "post_id" in data) {
-      const postId = String(data.post_id);
+    } else if (event.type === "missing" && isLiveMissing(data)) {
+      const postId = data.post_id;
       // Reported once: later connections no longer ask for it.
       if (following.delete(postId)) options.onMissing?.(postId);
     }
