@@ -127,6 +127,10 @@ async function load() {
   const { data, error } = await tally.GET("/v1/posts", { params: { query: { ids: postIds } } });
   showProblem(error);
   if (!data) return;
+  if (data.posts.length === 0) {
+    feed.textContent = "None of these posts exists (any more): press New post.";
+    return;
+  }
   if (feed.querySelector(".post") === null) feed.replaceChildren();
   for (const post of data.posts) {
     const article = articleFor(post);
@@ -147,7 +151,7 @@ async function load() {
     },
     {
       onOpen: () => setLive("open", "live"),
-      onError: (error) => setLive("retrying", `reconnecting in ${Math.round(error.retryInMs / 1000)} s…`),
+      onError: (error) => setLive("retrying", `reconnecting in ${(error.retryInMs / 1000).toFixed(1)} s…`),
       onMissing: (postId) => feed.querySelector(`[data-post-id="${postId}"]`)?.remove(),
     },
   );

@@ -93,6 +93,33 @@ describe("the demo page in Chromium", () => {
     assert.deepEqual([...alice.errors, ...bob.errors], []);
   });
 
+  test("New post puts a new post at the top of the feed and into the link, and follows it live", async () => {
+    const existing = await createPost(api, tokenFor(newUserId("author"), secret));
+    const alice = await openAs(newUserId("alice"), [existing]);
+    await waitForLive(alice.page, existing, 0);
+
+    await alice.page.click("#new-post");
+    await alice.page.waitForFunction(() => document.querySelectorAll(".post").length === 2, { timeout: 15_000 });
+    const ids = await alice.page.$$eval(".post", (posts) => posts.map((post) => post.dataset.postId));
+    const created = ids[0];
+    await waitForLive(alice.page, created, 0);
+    await fetch(`${api}/v1/likes`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${tokenFor(newUserId("carol"), secret)}`, "content-type": "application/json" },
+      body: JSON.stringify({ post_id: created }),
+    });
+    await alice.page.waitForFunction(
+      (id) => document.querySelector(`[data-post-id="${id}"] .likes`)?.textContent === "1",
+      { timeout: 15_000 },
+      created,
+    );
+
+    assert.equal(ids[1], existing);
+    const link = new URLSearchParams(new URL(alice.page.url()).hash.slice(1));
+    assert.deepEqual(link.get("posts")?.split(","), [created, existing]);
+    assert.deepEqual(alice.errors, []);
+  });
+
   test("a comment added on one user's page shows, with its count and the liker, on another user's page", async () => {
     const postId = await createPost(api, tokenFor(newUserId("author"), secret));
     const aliceId = newUserId("alice");
