@@ -31,6 +31,7 @@ mod live;
 mod live_bad_ids;
 mod live_cap;
 mod live_coalescing;
+mod live_cors;
 mod live_missing;
 mod live_nats_restart;
 mod live_shutdown;
