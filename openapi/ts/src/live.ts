@@ -109,6 +109,35 @@ interface ConnectionHandlers {
   fail(message: string, status?: number, retryAfterMs?: number, cause?: unknown): void;
 }
 
+/** The delay before attempt `failures + 1`: doubling from `min` to `max`, half of it random. */
+function backoff(failures: number, min: number, max: number): number {
+  const ceiling = Math.min(max, min * 2 ** failures);
+  // Half fixed, half random: viewers dropped together do not all come back together.
+  return ceiling / 2 + (Math.random() * ceiling) / 2;
+}
+
+/** Hands one event to the caller: counts of a followed post, or an id that names no post. */
+function dispatch(
+  event: SseEvent,
+  following: Set<string>,
+  onCounts: (counts: LiveCounts) => void,
+  onMissing: ((postId: string) => void) | undefined,
+): void {
+  let data: unknown;
+  try {
+    data = JSON.parse(event.data);
+  } catch {
+    data = undefined;
+  }
+  if (event.type === "counts" && isLiveCounts(data)) {
+    if (following.has(data.post_id)) onCounts(data);
+  } else if (event.type === "missing" && isLiveMissing(data)) {
+    // Reported once: later connections no longer ask for it.
+    if (following.delete(data.post_id)) onMissing?.(data.post_id);
+  }
+  // Other event types are for later versions of the api: ignored, as EventSource would.
+}
+
 /**
  * Follows the counts of `postIds` (1 to 100 UUIDs) on the api at `baseUrl`: `onCounts` gets
  * each post's current counts at once and again whenever they change. Returns a function that
@@ -140,7 +169,7 @@ export function live(
       if (stopped) return;
       failures = 0;
       lastEventId = event.lastEventId;
-      dispatch(event);
+      dispatch(event, following, onCounts, options.onMissing);
     },
     open() {
       if (!stopped) options.onOpen?.();
@@ -152,32 +181,11 @@ export function live(
       if (stopped) return;
       connection?.close();
       connection = undefined;
-      const ceiling = Math.min(maxRetry, minRetry * 2 ** failures);
-      // Half fixed, half random: viewers dropped together do not all come back together.
-      const jittered = ceiling / 2 + (Math.random() * ceiling) / 2;
-      const delay = Math.max(jittered, retryHint, Math.min(retryAfterMs, maxRetry));
-      failures++;
+      const delay = Math.max(backoff(failures++, minRetry, maxRetry), retryHint, Math.min(retryAfterMs, maxRetry));
       options.onError?.(new LiveError(message, delay, status, { cause }));
       timer = setTimeout(connect, delay);
     },
   };
-
-  function dispatch(event: SseEvent): void {
-    let data: unknown;
-    try {
-      data = JSON.parse(event.data);
-    } catch {
-      data = undefined;
-    }
-    if (event.type === "counts" && isLiveCounts(data)) {
-      if (following.has(data.post_id)) onCounts(data);
-    } else if (event.type === "missing" && isLiveMissing(data)) {
-      const postId = data.post_id;
-      // Reported once: later connections no longer ask for it.
-      if (following.delete(postId)) options.onMissing?.(postId);
-    }
-    // Other event types are for later versions of the api: ignored, as EventSource would.
-  }
 
   function connect(): void {
     timer = undefined;
