@@ -32,6 +32,7 @@ mod live_bad_ids;
 mod live_cap;
 mod live_coalescing;
 mod live_cors;
+mod live_idle_timeout;
 mod live_missing;
 mod live_nats_restart;
 mod live_shutdown;
