@@ -35,6 +35,7 @@ mod live_cors;
 mod live_idle_timeout;
 mod live_missing;
 mod live_nats_restart;
+mod live_one_subscription;
 mod live_shutdown;
 mod pipeline;
 mod posts;
