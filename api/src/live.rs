@@ -7,6 +7,8 @@ pub mod hub;
 pub mod stream;
 pub mod subscriber;
 
+use std::collections::HashSet;
+
 use poem::web::Data;
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
@@ -16,7 +18,7 @@ use uuid::Uuid;
 
 use crate::examples;
 use crate::live::events::{LiveEvent, LiveEvents, LiveMissing};
-use crate::live::hub::Hub;
+use crate::live::hub::{Hub, Latest};
 use crate::live::stream::Coalescer;
 use crate::problem::{Problem, RequestRejected, ServiceError, reject};
 use crate::store::Store;
@@ -100,14 +102,7 @@ impl LiveApi {
         last_event_id: Header<Option<String>>,
     ) -> LiveResponse {
         let Some(slot) = hub.try_open() else {
-            return LiveResponse::Unavailable(
-                Json(Problem::new(
-                    poem::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "too-many-streams",
-                    "the api has as many live streams open as it allows; retry after the given delay",
-                )),
-                FULL_RETRY_SECS,
-            );
+            return full();
         };
         if let Some(last) = last_event_id.0 {
             tracing::debug!(last_event_id = %last, "live stream resumed");
@@ -125,25 +120,47 @@ impl LiveApi {
             Ok(rows) => rows,
             Err(err) => return ServiceError::from(err).into(),
         };
-        let found: std::collections::HashSet<Uuid> = rows.iter().map(|row| row.post_id).collect();
+        let found: HashSet<Uuid> = rows.iter().map(|row| row.post_id).collect();
         for row in rows {
             hub.offer(row.into());
         }
-        let mut opening = Vec::with_capacity(asked.len());
-        let mut followed = Vec::with_capacity(asked.len());
-        for (post_id, mut latest) in watching {
-            // Found by the read (not by the channel, which another stream may have filled
-            // before the post was deleted).
-            let current = latest.borrow_and_update().clone();
-            match current {
-                Some(newest) if found.contains(&post_id) => {
-                    opening.push(LiveEvent::Counts(newest.counts));
-                    followed.push((post_id, latest));
-                }
-                _ => opening.push(LiveEvent::Missing(LiveMissing { post_id })),
-            }
-        }
+        let (opening, followed) = opening(watching, &found);
         let stream = Coalescer::new(hub.clone(), slot, opening, followed, rate.max_per_sec);
         LiveResponse::Ok(LiveEvents(stream.into_stream()))
     }
+}
+
+/// The answer when `TALLY_LIVE_MAX_CONNECTIONS` streams are open.
+fn full() -> LiveResponse {
+    LiveResponse::Unavailable(
+        Json(Problem::new(
+            poem::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too-many-streams",
+            "the api has as many live streams open as it allows; retry after the given delay",
+        )),
+        FULL_RETRY_SECS,
+    )
+}
+
+/// The opening events, in the order asked (current counts, or `missing`), and the posts
+/// to follow with their channels.
+fn opening(
+    watching: Vec<(Uuid, Latest)>,
+    found: &HashSet<Uuid>,
+) -> (Vec<LiveEvent>, Vec<(Uuid, Latest)>) {
+    let mut opening = Vec::with_capacity(watching.len());
+    let mut followed = Vec::with_capacity(watching.len());
+    for (post_id, mut latest) in watching {
+        // Found by the read (not by the channel, which another stream may have filled
+        // before the post was deleted).
+        let current = latest.borrow_and_update().clone();
+        match current {
+            Some(newest) if found.contains(&post_id) => {
+                opening.push(LiveEvent::Counts(newest.counts));
+                followed.push((post_id, latest));
+            }
+            _ => opening.push(LiveEvent::Missing(LiveMissing { post_id })),
+        }
+    }
+    (opening, followed)
 }

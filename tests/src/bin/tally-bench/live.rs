@@ -88,11 +88,40 @@ pub async fn live_counts(
     if likes.is_empty() {
         bail!("live counts: no like of the run was applied");
     }
-    let received = event_latencies_ms(&likes, &sampled);
+    let figures = Figures {
+        likes_per_second: run.per_second,
+        events_per_stream_second: events_during as f64 / STREAMS as f64 / seconds,
+        peak_rss_kib,
+        cpu,
+        seconds,
+    };
+    record(report, &figures, &likes, &sampled);
+    report.latencies("like while 1,000 streams watch the post", &run);
+    Ok(())
+}
+
+/// What the run measured besides the latencies.
+struct Figures {
+    likes_per_second: f64,
+    events_per_stream_second: f64,
+    peak_rss_kib: u64,
+    /// Cores' worth of CPU the api used (1.0: one core).
+    cpu: f64,
+    seconds: f64,
+}
+
+/// The scenario's rows and note.
+fn record(
+    report: &mut Report,
+    figures: &Figures,
+    likes: &[(DateTime<Utc>, DateTime<Utc>)],
+    sampled: &[Received],
+) {
+    let received = event_latencies_ms(likes, sampled);
     let visible: Vec<f64> = likes.iter().map(|(c, p)| ms(*p - *c)).collect();
     let label = format!(
         "8. live counts, {STREAMS} streams on one post at {:.0} likes/s",
-        run.per_second
+        figures.likes_per_second
     );
     for percentile in [50.0, 99.0] {
         report.latency(
@@ -104,22 +133,21 @@ pub async fn live_counts(
     }
     report.throughput(
         &format!("{label}: events per stream per second"),
-        events_during as f64 / STREAMS as f64 / seconds,
+        figures.events_per_stream_second,
         "TALLY_LIVE_MAX_PER_SEC",
         MAX_PER_SEC,
     );
     report.note(format!(
         "live counts: with {STREAMS} streams open the api peaked at {:.0} MiB resident \
-         (target < 128 MiB) and used {:.0}% of one core over {seconds:.1} s; event latency \
+         (target < 128 MiB) and used {:.0}% of one core over {:.1} s; event latency \
          over {} likes × {} sampled streams (target: p99 ≤ scenario 5's commit → count \
          visible p99 + 300 ms)",
-        peak_rss_kib as f64 / 1024.0,
-        cpu * 100.0,
+        figures.peak_rss_kib as f64 / 1024.0,
+        figures.cpu * 100.0,
+        figures.seconds,
         likes.len(),
         sampled.len()
     ));
-    report.latencies("like while 1,000 streams watch the post", &run);
-    Ok(())
 }
 
 /// Opens the streams, each read by its own task until `stop`; returns once every stream
