@@ -47,7 +47,15 @@ pub struct Config {
           default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
 
-    /// How long a pull waits to fill a batch before applying what it has.
+    /// Batch loops run side by side in this instance, each with its own pull stream and
+    /// Postgres connection (as separate instances would): more than one transaction in
+    /// flight lets Postgres use more than one core.
+    #[arg(long, env = "TALLY_UPDATER_WORKERS", value_name = "TALLY_UPDATER_WORKERS",
+          default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub workers: u16,
+
+    /// No longer used: a batch takes what has arrived and the next gathers while it commits
+    /// (accepted still, so existing deployments start).
     #[arg(long, env = "TALLY_UPDATER_BATCH_WAIT_MS", value_name = "TALLY_UPDATER_BATCH_WAIT_MS",
           default_value = "50", value_parser = parse_millis)]
     pub batch_wait: Duration,
@@ -100,6 +108,7 @@ impl Config {
             nats_url,
             consumer: "tally-updater".into(),
             batch_size: 500,
+            workers: 2,
             batch_wait: Duration::from_millis(50),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9102)),
             inbox_retention: DEFAULT_INBOX_RETENTION,
@@ -117,6 +126,7 @@ impl std::fmt::Debug for Config {
             .field("nats_url", &self.nats_url)
             .field("consumer", &self.consumer)
             .field("batch_size", &self.batch_size)
+            .field("workers", &self.workers)
             .field("batch_wait", &self.batch_wait)
             .field("metrics_addr", &self.metrics_addr)
             .field("inbox_retention", &self.inbox_retention)

@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Route, Server, get, handler, web::Data};
@@ -26,6 +28,46 @@ pub const LAG_SECONDS: &str = "tally_updater_event_lag_seconds";
 pub const BATCHES_FAILED: &str = "tally_updater_batches_failed";
 pub const INBOX_PRUNED: &str = "tally_updater_inbox_pruned";
 pub const COUNT_EVENTS: &str = "tally_updater_count_events";
+pub const STAGE_SECONDS: &str = "tally_updater_stage_seconds";
+
+/// Where a batch's time goes, as values of [`STAGE_SECONDS`]'s `stage` label.
+pub mod stage {
+    /// Waiting for messages with nothing else to do (the stream is idle, or slower than the
+    /// updater).
+    pub const WAIT: &str = "wait";
+    /// Decoding the messages and dropping the duplicates known in memory.
+    pub const DECODE: &str = "decode";
+    /// The batch's Postgres statements, from taking a connection to the last one.
+    pub const STATEMENTS: &str = "statements";
+    /// The COMMIT.
+    pub const COMMIT: &str = "commit";
+    /// Recording what the batch did (memory de-duplication set, verdicts, metrics).
+    pub const RECORD: &str = "record";
+    /// Publishing the count events.
+    pub const PUBLISH: &str = "publish";
+    /// Handing the acks to the NATS client.
+    pub const ACK: &str = "ack";
+    pub const ALL: [&str; 7] = [WAIT, DECODE, STATEMENTS, COMMIT, RECORD, PUBLISH, ACK];
+}
+
+/// Seconds spent per stage, summed.
+#[derive(Clone, Debug)]
+pub struct Stages {
+    pub wait: Counter<f64, AtomicU64>,
+    pub decode: Counter<f64, AtomicU64>,
+    pub statements: Counter<f64, AtomicU64>,
+    pub commit: Counter<f64, AtomicU64>,
+    pub record: Counter<f64, AtomicU64>,
+    pub publish: Counter<f64, AtomicU64>,
+    pub ack: Counter<f64, AtomicU64>,
+}
+
+/// Adds the time since `since` to `counter` and returns now, for the next stage.
+pub fn lap(counter: &Counter<f64, AtomicU64>, since: Instant) -> Instant {
+    let now = Instant::now();
+    counter.inc_by(now.duration_since(since).as_secs_f64());
+    now
+}
 
 /// Where a duplicate was caught.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +103,7 @@ pub struct Metrics {
     pub batches_failed: Counter,
     pub inbox_pruned: Counter,
     pub count_events: Family<CountEventLabels, Counter>,
+    pub stages: Stages,
     registry: Arc<Registry>,
 }
 
@@ -129,6 +172,23 @@ impl Metrics {
             "Count events (a post's new counts after a commit, on core NATS), by outcome",
             count_events.clone(),
         );
+        let stage_seconds =
+            Family::<[(&'static str, &'static str); 1], Counter<f64, AtomicU64>>::default();
+        registry.register(
+            STAGE_SECONDS,
+            "Seconds the batch loop spent per stage (see the stage label)",
+            stage_seconds.clone(),
+        );
+        let counter = |name: &'static str| stage_seconds.get_or_create(&[("stage", name)]).clone();
+        let stages = Stages {
+            wait: counter(stage::WAIT),
+            decode: counter(stage::DECODE),
+            statements: counter(stage::STATEMENTS),
+            commit: counter(stage::COMMIT),
+            record: counter(stage::RECORD),
+            publish: counter(stage::PUBLISH),
+            ack: counter(stage::ACK),
+        };
         Self {
             events_applied,
             duplicates,
@@ -140,6 +200,7 @@ impl Metrics {
             batches_failed,
             inbox_pruned,
             count_events,
+            stages,
             registry: Arc::new(registry),
         }
     }

@@ -15,6 +15,7 @@ mod round_trips;
 mod scenarios;
 mod stack;
 mod stored;
+mod sustained;
 
 use std::path::PathBuf;
 

@@ -13,6 +13,7 @@ use crate::report::Report;
 use crate::round_trips;
 use crate::stack::{JWT_SECRET, Stack};
 use crate::stored;
+use crate::sustained;
 
 /// How big and how long: `--quick` or the full run.
 #[derive(Debug, Clone)]
@@ -137,6 +138,12 @@ pub async fn run_all(stack: &mut Stack, sizes: &Sizes, out: &Path) -> anyhow::Re
     }
     if sizes.runs(6) {
         feed_reads(stack, &load, &mut report).await?;
+    }
+    if sizes.runs(7) {
+        // The api at its maximum write rate for three load runs' length.
+        let mut wrk = load.likes(stack, BURST, false, 0);
+        wrk.duration = 3 * sizes.duration;
+        sustained::sustained_load(stack, &wrk, out, &mut report).await?;
     }
     if let Some(write_rate) = write_rate.filter(|_| sizes.runs(8)) {
         crate::live::live_counts(stack, &load, write_rate, &mut report).await?;
@@ -455,12 +462,20 @@ async fn updater_backlog(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let seconds = started.elapsed().as_secs_f64();
     report.throughput(
         &format!("4. updater, {events}-event backlog applied (events/s)"),
-        events as f64 / started.elapsed().as_secs_f64(),
+        events as f64 / seconds,
         "the relay's rate on the same backlog",
         relay_rate,
     );
+    // A fresh process: its counters started at zero.
+    let stages = Stages::read_updater(&stack.updater_metrics).await?;
+    report.note(format!(
+        "{}. Updater peak memory (VmHWM) after the drain: {:.0} MiB",
+        stages.updater_note(&Stages::default(), seconds, events),
+        stack.updater_peak_kib() as f64 / 1024.0
+    ));
     Ok(())
 }
 

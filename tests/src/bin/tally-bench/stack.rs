@@ -70,6 +70,8 @@ pub struct Stack {
     pub http_addr: String,
     /// Where the relay serves `/metrics` (its per-stage counters).
     pub relay_metrics: String,
+    /// Where the updater serves `/metrics` (its stage counters).
+    pub updater_metrics: String,
     host: String,
     port: u16,
     user: String,
@@ -133,6 +135,7 @@ impl Stack {
             api_url: format!("http://{http_addr}"),
             http_addr,
             relay_metrics: format!("127.0.0.1:{}", tally_tests::cluster::free_port()),
+            updater_metrics: format!("127.0.0.1:{}", tally_tests::cluster::free_port()),
             host,
             port,
             user,
@@ -269,7 +272,7 @@ impl Stack {
                 ("DATABASE_URL", self.role_url("tally_updater")),
                 ("NATS_URL", self.nats.url()),
                 ("TALLY_UPDATER_CONSUMER", CONSUMER.to_owned()),
-                ("TALLY_UPDATER_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+                ("TALLY_UPDATER_METRICS_ADDR", self.updater_metrics.clone()),
             ],
         )?;
         self.updater = Some(service);
@@ -298,6 +301,13 @@ impl Stack {
     /// The running relay's peak resident memory so far (VmHWM), in KiB.
     pub fn relay_peak_kib(&self) -> u64 {
         self.relay
+            .as_ref()
+            .map_or(0, |service| peak_kib(service.pid))
+    }
+
+    /// The running updater's peak resident memory so far (VmHWM), in KiB.
+    pub fn updater_peak_kib(&self) -> u64 {
+        self.updater
             .as_ref()
             .map_or(0, |service| peak_kib(service.pid))
     }
