@@ -141,7 +141,8 @@ impl Payload for LiveEvents {
     const CONTENT_TYPE: &'static str = "text/event-stream";
 
     /// An event stream as poem-openapi declares one (an array in the `event-stream` format),
-    /// its items one of the two events' data.
+    /// its items one of the two events' data; the served document states each event instead
+    /// ([`stream_schema`], written in by `spec::finish`).
     fn schema_ref() -> MetaSchemaRef {
         let event = MetaSchema {
             description: Some(
@@ -162,6 +163,38 @@ impl Payload for LiveEvents {
         LiveCounts::register(registry);
         LiveMissing::register(registry);
     }
+}
+
+/// The stream's schema as the committed spec states it: each server-sent event as a client
+/// reads it (its `event` name, `id` and `data`), the data a JSON text of LiveCounts or
+/// LiveMissing. Before OpenAPI 3.2's `itemSchema`, this is how a `text/event-stream`
+/// response describes its events (and what schemathesis checks each event against);
+/// poem-openapi's own array form would describe the data alone, which no event matches.
+pub fn stream_schema() -> serde_json::Value {
+    let event = |name: &str, data: &str, required: &[&str]| {
+        serde_json::json!({
+            "type": "object",
+            "required": required,
+            "properties": {
+                "event": { "type": "string", "enum": [name] },
+                "id": { "type": "string", "description": "`<post_id>@<updated_at in µs>`." },
+                "data": {
+                    "type": "string",
+                    "description": format!("A {data}, as JSON."),
+                    "contentMediaType": "application/json",
+                    "contentSchema": { "$ref": format!("#/components/schemas/{data}") }
+                }
+            }
+        })
+    };
+    serde_json::json!({
+        "description": "One event of the stream: `event: counts` carries LiveCounts, \
+            `event: missing` LiveMissing. `: keep-alive` comment lines come every 15 s in between.",
+        "oneOf": [
+            event("counts", "LiveCounts", &["event", "id", "data"]),
+            event("missing", "LiveMissing", &["event", "data"]),
+        ]
+    })
 }
 
 impl IntoResponse for LiveEvents {

@@ -15,12 +15,11 @@ export type LiveCounts = components["schemas"]["LiveCounts"];
 /** The data of a `missing` event: an id naming no post (the spec's `LiveMissing`). */
 export type LiveMissing = components["schemas"]["LiveMissing"];
 
-// What the spec says `GET /v1/live` streams: events whose data is one of these two. If the
-// spec's stream ever carries another kind of data, this stops compiling until the helper
-// handles it.
-type StreamedData =
-  paths["/v1/live"]["get"]["responses"][200]["content"]["text/event-stream"][number];
-const handlesEveryKind: [StreamedData] extends [LiveCounts | LiveMissing] ? true : never = true;
+// What the spec says `GET /v1/live` streams: events named `counts` or `missing`. If the spec's
+// stream ever names another kind of event, this stops compiling until the helper handles it.
+type StreamedEvent =
+  paths["/v1/live"]["get"]["responses"][200]["content"]["text/event-stream"]["event"];
+const handlesEveryKind: [StreamedEvent] extends ["counts" | "missing"] ? true : never = true;
 void handlesEveryKind;
 
 /** Why a live stream failed; the helper retries after `retryInMs`. */

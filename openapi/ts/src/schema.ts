@@ -1176,7 +1176,21 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": (components["schemas"]["LiveCounts"] | components["schemas"]["LiveMissing"])[];
+                    "text/event-stream": {
+                        /** @description A LiveCounts, as JSON. */
+                        data: string;
+                        /** @enum {string} */
+                        event: "counts";
+                        /** @description `<post_id>@<updated_at in µs>`. */
+                        id: string;
+                    } | {
+                        /** @description A LiveMissing, as JSON. */
+                        data: string;
+                        /** @enum {string} */
+                        event: "missing";
+                        /** @description `<post_id>@<updated_at in µs>`. */
+                        id?: string;
+                    };
                 };
             };
             /** @description `ids` is missing, empty, longer than 100 ids, or holds something other than UUIDs. */
