@@ -18,6 +18,12 @@ const DEFAULT_WRITE_BURST: u32 = 30;
 const DEFAULT_HTTP_READ_TIMEOUT_SECS: &str = "10";
 const DEFAULT_HTTP_IDLE_TIMEOUT_SECS: &str = "60";
 const DEFAULT_HTTP_MAX_CONNECTIONS: u32 = 512;
+const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+const DEFAULT_LIVE_MAX_PER_SEC: u32 = 4;
+/// Each open stream costs a few KiB (its watched posts' latest counts and one task's
+/// state), so 10,000 streams fit well within the api's memory; beyond that, a second
+/// replica is the better answer.
+const DEFAULT_LIVE_MAX_CONNECTIONS: u32 = 10_000;
 
 /// Everything the api needs to start. Tests build it with [`Config::new`]; the binary reads
 /// it from the environment through clap, which names the variable in any error.
@@ -118,6 +124,27 @@ pub struct Config {
           default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub http_max_connections: u32,
+
+    /// The NATS server(s) that carry count changes (`tally.counts.<post_id>`) to live
+    /// streams; comma-separated URLs. The api starts without it and connects when it can.
+    #[arg(long, env = "NATS_URL", value_name = "NATS_URL",
+          default_value = DEFAULT_NATS_URL, value_parser = parse_nats_url)]
+    pub nats_url: String,
+
+    /// Most `counts` events one live stream sends per second for one post; changes in
+    /// between are coalesced into the newest counts.
+    #[arg(long, env = "TALLY_LIVE_MAX_PER_SEC", value_name = "TALLY_LIVE_MAX_PER_SEC",
+          default_value_t = DEFAULT_LIVE_MAX_PER_SEC,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub live_max_per_sec: u32,
+
+    /// Most live streams (`GET /v1/live`) open at once; beyond it, a new one is answered
+    /// 503 with Retry-After. Each stream also holds one of TALLY_HTTP_MAX_CONNECTIONS.
+    #[arg(long, env = "TALLY_LIVE_MAX_CONNECTIONS", value_name = "TALLY_LIVE_MAX_CONNECTIONS",
+          default_value_t = DEFAULT_LIVE_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub live_max_connections: u32,
+
     /// This replica's name: in Postgres' application_name (tally-api/<name>), on every log
     /// line and on every metric. Default: the host name and the process id.
     #[arg(long, env = "TALLY_INSTANCE", value_name = "TALLY_INSTANCE",
@@ -144,6 +171,9 @@ impl std::fmt::Debug for Config {
             .field("http_read_timeout", &self.http_read_timeout)
             .field("http_idle_timeout", &self.http_idle_timeout)
             .field("http_max_connections", &self.http_max_connections)
+            .field("nats_url", &self.nats_url)
+            .field("live_max_per_sec", &self.live_max_per_sec)
+            .field("live_max_connections", &self.live_max_connections)
             .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
@@ -188,6 +218,17 @@ fn parse_timeout_secs(value: &str) -> Result<Duration, String> {
     }
 }
 
+/// One or more comma-separated NATS server URLs, as async-nats reads them.
+fn parse_nats_url(value: &str) -> Result<String, String> {
+    use std::str::FromStr;
+    for server in value.split(',') {
+        async_nats::ServerAddr::from_str(server.trim()).map_err(|_| {
+            format!("'{server}' is not a NATS server URL (e.g. nats://127.0.0.1:4222)")
+        })?;
+    }
+    Ok(value.to_owned())
+}
+
 #[derive(clap::Parser)]
 struct ServeArgs {
     #[command(flatten)]
@@ -219,6 +260,9 @@ impl Config {
             http_read_timeout: secs(DEFAULT_HTTP_READ_TIMEOUT_SECS),
             http_idle_timeout: secs(DEFAULT_HTTP_IDLE_TIMEOUT_SECS),
             http_max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+            nats_url: DEFAULT_NATS_URL.to_owned(),
+            live_max_per_sec: DEFAULT_LIVE_MAX_PER_SEC,
+            live_max_connections: DEFAULT_LIVE_MAX_CONNECTIONS,
             instance: Instance::of_this_process(),
         }
     }
@@ -270,6 +314,31 @@ mod tests {
             message.contains("write 'https://app.example.com'"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_bad_nats_url_is_refused_naming_the_variable() {
+        use clap::Parser;
+        let parsed = ServeArgs::try_parse_from([
+            "tally-api",
+            "--database-url=postgres://db",
+            "--nats-url=http://[not a host",
+        ]);
+        let message = parsed.err().map(|err| err.to_string()).unwrap_or_default();
+        assert!(message.contains("NATS_URL"), "{message}");
+        assert!(message.contains("is not a NATS server URL"), "{message}");
+        assert_eq!(
+            parse_nats_url("nats://a:4222,nats://b:4222"),
+            Ok("nats://a:4222,nats://b:4222".to_owned())
+        );
+    }
+
+    #[test]
+    fn live_limits_default_to_four_a_second_and_ten_thousand_streams() {
+        let config = Config::new("postgres://db", "k".repeat(MIN_SECRET_LEN));
+        assert_eq!(config.live_max_per_sec, 4);
+        assert_eq!(config.live_max_connections, 10_000);
+        assert_eq!(config.nats_url, DEFAULT_NATS_URL);
     }
 
     #[test]

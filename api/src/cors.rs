@@ -23,8 +23,10 @@ use crate::problem::Problem;
 const ALL_METHODS: &str = "GET, HEAD, POST, DELETE";
 /// The methods `*` allows.
 const READ_METHODS: &str = "GET, HEAD";
-/// The request headers a page may send: the token, the JSON body's type, and trace context.
-const ALLOW_HEADERS: &str = "authorization, content-type, traceparent";
+/// The request headers a page may send: the token, the JSON body's type, trace context, and
+/// the `Last-Event-ID` a reconnecting `EventSource` sends to `GET /v1/live` (not
+/// CORS-safelisted, so its reconnect is preflighted).
+const ALLOW_HEADERS: &str = "authorization, content-type, traceparent, last-event-id";
 /// The response headers a page may read besides the CORS-safelisted ones.
 const EXPOSE_HEADERS: &str = "Tally-Event-Id, Retry-After, Location, WWW-Authenticate";
 /// How long (seconds) a browser may cache a preflight answer: short enough that a changed

@@ -59,3 +59,8 @@ fn page_cursor<K: crate::cursor::PageKey>(key: K) -> crate::cursor::Cursor<K> {
         key,
     }
 }
+
+/// A live stream's last event id, as a reconnecting `EventSource` sends it back.
+pub fn last_event_id() -> Option<String> {
+    Some(format!("{}@1764000000000000", post_id()))
+}

@@ -16,6 +16,7 @@ pub mod health;
 pub mod http_limits;
 pub mod json_body;
 pub mod likes;
+pub mod live;
 pub mod metrics;
 pub mod posts;
 pub mod problem;
@@ -48,6 +49,9 @@ use crate::counts_cache::CountsCache;
 use crate::health::HealthApi;
 use crate::http_limits::{LimitedAcceptor, Timeouts};
 use crate::likes::LikesApi;
+use crate::live::hub::Hub;
+use crate::live::subscriber::Subscriber;
+use crate::live::{LiveApi, LiveRate};
 use crate::metrics::Metrics;
 use crate::posts::{PostsApi, ReadYourWrites};
 use crate::problem::{Problem, render_error};
@@ -79,9 +83,9 @@ pub enum StartError {
 }
 
 /// The OpenAPI service: every resource's operations, combined.
-pub fn api_service() -> OpenApiService<(PostsApi, LikesApi, CommentsApi, HealthApi), ()> {
+pub fn api_service() -> OpenApiService<(PostsApi, LikesApi, CommentsApi, LiveApi, HealthApi), ()> {
     OpenApiService::new(
-        (PostsApi, LikesApi, CommentsApi, HealthApi),
+        (PostsApi, LikesApi, CommentsApi, LiveApi, HealthApi),
         "tally",
         env!("CARGO_PKG_VERSION"),
     )
@@ -115,6 +119,10 @@ pub struct Application {
     counts: CountsCache,
     limiter: WriteLimiter,
     metrics: Metrics,
+    hub: Hub,
+    live_rate: LiveRate,
+    nats_url: String,
+    client_name: String,
 }
 
 impl std::fmt::Debug for Application {
@@ -172,6 +180,12 @@ impl Application {
             },
             counts: CountsCache::new(config.counts_cache_ttl, metrics.clone()),
             limiter: WriteLimiter::new(config.write_rate_per_sec, config.write_burst),
+            hub: Hub::new(config.live_max_connections as usize, metrics.clone()),
+            live_rate: LiveRate {
+                max_per_sec: config.live_max_per_sec,
+            },
+            nats_url: config.nats_url,
+            client_name: application_name,
             metrics,
         })
     }
@@ -200,6 +214,20 @@ impl Application {
                 limiter.forget_idle();
             }
         });
+        let live = Subscriber::start(
+            self.hub.clone(),
+            self.store.clone(),
+            &self.nats_url,
+            self.client_name.clone(),
+        )
+        .await;
+        // Live streams never finish by themselves: end them when the signal comes, so the
+        // graceful shutdown does not wait its whole grace period on them.
+        let hub = self.hub.clone();
+        let shutdown = async move {
+            shutdown.await;
+            hub.close();
+        };
         let spec = poem::endpoint::make_sync(move |_| {
             poem::Response::builder()
                 .content_type("application/json; charset=utf-8")
@@ -219,6 +247,8 @@ impl Application {
             .data(self.read_your_writes)
             .data(self.counts)
             .data(self.limiter)
+            .data(self.hub.clone())
+            .data(self.live_rate)
             .data(self.metrics.clone())
             .catch_all_error(render_error)
             .with(CatchPanic::new().with_handler(panic_response))
@@ -233,6 +263,8 @@ impl Application {
             .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
             .await;
         forget.abort();
+        self.hub.close();
+        live.stopped().await;
         served
     }
 }

@@ -24,6 +24,9 @@ pub const REQUESTS: &str = "tally_api_requests";
 pub const REQUEST_SECONDS: &str = "tally_api_request_seconds";
 pub const COUNTS_CACHE: &str = "tally_api_counts_cache_lookups";
 pub const DB_CONNECTIONS: &str = "tally_api_db_connections";
+pub const LIVE_STREAMS: &str = "tally_api_live_streams";
+pub const LIVE_EVENTS_SENT: &str = "tally_api_live_events_sent";
+pub const LIVE_EVENTS_COALESCED: &str = "tally_api_live_events_coalesced";
 
 /// The label of requests no operation answered (unknown routes, the spec, the docs).
 const NO_OPERATION: &str = "none";
@@ -60,6 +63,9 @@ pub struct Metrics {
     pub request_seconds: Family<OperationLabels, Histogram>,
     pub counts_cache: Family<CacheLabels, Counter>,
     pub db_connections: Family<ConnectionLabels, Gauge>,
+    pub live_streams: Gauge,
+    pub live_events_sent: Counter,
+    pub live_events_coalesced: Counter,
     registry: Arc<Registry>,
 }
 
@@ -98,11 +104,32 @@ impl Metrics {
             "Postgres connections of the pool, in use or idle, when last scraped",
             db_connections.clone(),
         );
+        let live_streams = Gauge::default();
+        registry.register(
+            LIVE_STREAMS,
+            "Live streams (GET /v1/live) open now",
+            live_streams.clone(),
+        );
+        let live_events_sent = Counter::default();
+        registry.register(
+            LIVE_EVENTS_SENT,
+            "Events (counts and missing) written to live streams",
+            live_events_sent.clone(),
+        );
+        let live_events_coalesced = Counter::default();
+        registry.register(
+            LIVE_EVENTS_COALESCED,
+            "Count changes a live stream replaced by newer ones before sending (the per-post rate limit)",
+            live_events_coalesced.clone(),
+        );
         Self {
             requests,
             request_seconds,
             counts_cache,
             db_connections,
+            live_streams,
+            live_events_sent,
+            live_events_coalesced,
             registry: Arc::new(registry),
         }
     }

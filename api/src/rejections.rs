@@ -31,6 +31,11 @@ const PARAMETERS: &[(&str, &str, &str)] = &[
         "the `next_cursor` of a page of this same list; omit it for the first page",
     ),
     (
+        "Last-Event-ID",
+        "header",
+        "the `id` of the last event received, as an EventSource sends it",
+    ),
+    (
         "traceparent",
         "header",
         "a W3C trace context (00-<32 hex digits>-<16 hex digits>-<2 hex digits>)",

@@ -9,7 +9,8 @@ use poem::{Endpoint, IntoResponse, Request, Response, Result};
 use crate::problem::Problem;
 
 /// (method, path, parameter) of every operation with a required `explode: false` list.
-const REQUIRED_LISTS: &[(&str, &str, &str)] = &[("GET", "/v1/posts", "ids")];
+const REQUIRED_LISTS: &[(&str, &str, &str)] =
+    &[("GET", "/v1/posts", "ids"), ("GET", "/v1/live", "ids")];
 
 /// Answers 400 when a required list parameter is missing or repeated; passes everything
 /// else on.

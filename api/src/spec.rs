@@ -258,6 +258,12 @@ pub fn finish(generated: &str) -> String {
     }
     add_links(&mut spec);
     add_request_timeouts(&mut spec);
+    // poem-openapi declares an event stream as an array of its data; say what each event is.
+    if let Some(stream) =
+        spec.pointer_mut("/paths/~1v1~1live/get/responses/200/content/text~1event-stream")
+    {
+        stream["schema"] = crate::live::events::stream_schema();
+    }
     serde_json::to_string_pretty(&spec).unwrap_or_else(|_| generated.to_owned())
 }
 

@@ -10,6 +10,8 @@ pub enum ApiTags {
     Likes,
     /// Commenting on posts.
     Comments,
+    /// Counts pushed as they change (server-sent events).
+    Live,
     /// Liveness and readiness probes, and metrics, for operators.
     Health,
 }

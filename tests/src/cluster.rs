@@ -487,6 +487,40 @@ impl NatsServer {
             .collect()
     }
 
+    /// The subjects subscribed to by the connections whose client name starts with
+    /// `name_prefix` (e.g. `tally-api/`), from `/connz?subs=1` (only on a server started with
+    /// [`NatsServer::start_monitored`]).
+    pub async fn subscriptions_of(&self, name_prefix: &str) -> Vec<String> {
+        let port = self
+            .monitor_port
+            .expect("subscriptions_of needs NatsServer::start_monitored");
+        let connz: serde_json::Value =
+            reqwest::get(format!("http://127.0.0.1:{port}/connz?subs=1"))
+                .await
+                .and_then(|answer| answer.error_for_status())
+                .expect("reading /connz")
+                .json()
+                .await
+                .expect("/connz is JSON");
+        connz["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                c["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(name_prefix))
+            })
+            .flat_map(|c| {
+                c["subscriptions_list"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|subject| subject.as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// A JetStream context on this server.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
         let client = async_nats::connect(self.url())

@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod process;
+pub mod sse;
 
 use std::time::Duration;
 
@@ -146,6 +147,7 @@ impl TestApp {
         }
 
         let mut config = api_config(pg.url_as("tally_api", &db_name));
+        config.nats_url = nats.url();
         configure(&mut config);
         let api = tally_api::Application::build(config)
             .await
@@ -234,6 +236,28 @@ impl TestApp {
         assert_eq!(response.status(), reqwest::StatusCode::CREATED);
         let body: serde_json::Value = response.json().await.expect("a comment");
         body["id"].as_str().expect("a comment id").to_owned()
+    }
+
+    /// Opens `GET /v1/live?ids=...` and asserts it is an event stream.
+    pub async fn live(&self, ids: &[&str]) -> sse::SseReader {
+        let response = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/live?ids={}", ids.join(",")),
+                None,
+            )
+            .send()
+            .await
+            .expect("opening a live stream");
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(content_type, "text/event-stream");
+        sse::SseReader::new(response)
     }
 
     /// A valid bearer token for `user_id`.

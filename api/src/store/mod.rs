@@ -7,10 +7,12 @@
 mod comments;
 mod group_commit;
 mod likes;
+mod live;
 mod posts;
 
 pub use comments::{AddComment, Comment, RemoveComment};
 pub use likes::{AddLike, Liker, RemoveLike, ToggleLike};
+pub use live::PostCounts;
 pub use posts::{CreatePost, DeletePost, PostRow};
 
 use std::time::Duration;

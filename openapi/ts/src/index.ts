@@ -10,13 +10,32 @@
 // Every call resolves to `{ data, error, response }`: `data` is typed by the operation's 2xx
 // bodies and `error` by its declared error bodies (a `Problem`, RFC 9457); `response.status`
 // tells which one came. Paths, methods, parameters and bodies are checked at compile time.
+//
+// Live counts (`GET /v1/live`, server-sent events) come through `tally.live`:
+//
+// ```ts
+// const stop = tally.live(postIds, (counts) => render(counts.post_id, counts.likes), {
+//   onMissing: (postId) => hide(postId),
+// });
+// ```
 import createClient, { type Client, type ClientOptions } from "openapi-fetch";
 
 // `.js`: the path the built package has (dist/schema.js and .d.ts); tsc and tsx map it to
 // schema.ts here.
 import type { components, operations, paths } from "./schema.js";
+import { live, type LiveCounts, type LiveOptions, type StopLive } from "./live.js";
 
 export type { components, operations, paths };
+export {
+  isLiveCounts,
+  live,
+  LiveError,
+  type LiveCounts,
+  type LiveMissing,
+  type LiveOptions,
+  type StopLive,
+} from "./live.js";
+export { SseParser, type SseEvent, type SseHandlers } from "./sse.js";
 
 type Schemas = components["schemas"];
 
@@ -57,16 +76,24 @@ export interface TallyClientOptions extends Omit<ClientOptions, "baseUrl" | "que
   token?: TokenSource;
 }
 
-export type TallyClient = Client<paths>;
+export type TallyClient = Client<paths> & {
+  /**
+   * Follows the counts of `postIds` (1 to 100 post UUIDs) over `GET /v1/live`: `onCounts`
+   * gets each post's current counts at once and again whenever they change, and the stream
+   * reconnects by itself with a growing delay. Returns the function that stops it.
+   */
+  live(postIds: readonly string[], onCounts: (counts: LiveCounts) => void, options?: LiveOptions): StopLive;
+};
 
 /**
  * Creates a client for the tally api at `baseUrl`, sending `Authorization: Bearer <token>`
  * when a token is given.
  */
 export function createTallyClient({ baseUrl, token, ...rest }: TallyClientOptions): TallyClient {
+  const base = baseUrl.replace(/\/+$/, "");
   const client = createClient<paths>({
     ...rest,
-    baseUrl: baseUrl.replace(/\/+$/, ""),
+    baseUrl: base,
     // The spec declares `ids` as `style: form, explode: false` (`ids=a,b,c`), but openapi-fetch
     // does not read that from the spec and would send `ids=a&ids=b`, which the server refuses
     // with a 400 (repeated `ids`). So every array goes out comma-separated.
@@ -81,7 +108,10 @@ export function createTallyClient({ baseUrl, token, ...rest }: TallyClientOption
       },
     });
   }
-  return client;
+  return Object.assign(client, {
+    live: (postIds: readonly string[], onCounts: (counts: LiveCounts) => void, options?: LiveOptions) =>
+      live(base, postIds, onCounts, options),
+  });
 }
 
 /** Whether `value` is a problem body (narrows an unknown error, e.g. from a middleware). */

@@ -150,6 +150,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Follow posts' counts (server-sent events)
+         * @description A `text/event-stream` of the counts of the posts named by `ids` (1 to 100,
+         *     comma-separated, as `GET /v1/posts` takes them): first their current counts, then
+         *     every change, coalesced to at most `TALLY_LIVE_MAX_PER_SEC` events per post. Open it
+         *     with an `EventSource`; when it reconnects (sending `Last-Event-ID`) it gets the
+         *     current counts again at once. Public: no token needed.
+         */
+        get: operations["live"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/posts": {
         parameters: {
             query?: never;
@@ -442,6 +466,54 @@ export interface components {
              *     exactly once (unless they unlike, or unlike and like again, meanwhile).
              */
             next_cursor: string | null;
+        };
+        /**
+         * LiveCounts
+         * @description A post's counts: the data of a `counts` event (the same fields as the updater's
+         *     `tally.counts.<post_id>` message, `tally_sql::CountsChanged`).
+         * @example {
+         *       "comments": 7,
+         *       "likes": 42,
+         *       "post_id": "01935a1e-7c00-7000-8000-000000000042",
+         *       "updated_at": "2025-11-24T16:00:00+00:00"
+         *     }
+         */
+        LiveCounts: {
+            /**
+             * Format: int64
+             * @description How many live comments the post has, as of `updated_at`.
+             */
+            comments: number;
+            /**
+             * Format: int64
+             * @description How many users like the post, as of `updated_at`.
+             */
+            likes: number;
+            /**
+             * Format: uuid
+             * @description The post's id.
+             */
+            post_id: string;
+            /**
+             * Format: date-time
+             * @description When the updater last changed these counts (RFC 3339, UTC).
+             */
+            updated_at: string;
+        };
+        /**
+         * LiveMissing
+         * @description The data of a `missing` event: an id asked for that names no post (never created, or
+         *     deleted). It is not followed.
+         * @example {
+         *       "post_id": "01935a1e-7c00-7000-8000-000000000043"
+         *     }
+         */
+        LiveMissing: {
+            /**
+             * Format: uuid
+             * @description The id that names no post.
+             */
+            post_id: string;
         };
         /**
          * NewComment
@@ -1064,6 +1136,85 @@ export interface operations {
                 };
             };
             /** @description Postgres is unreachable: retry after the delay in `Retry-After` (seconds). */
+            503: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    live: {
+        parameters: {
+            query: {
+                /** @description 1 to 100 post ids, comma-separated. */
+                ids: string[];
+            };
+            header?: {
+                /**
+                 * @description Sent by a reconnecting `EventSource`: the last event's `id`. The current counts
+                 *     come first on every connection, so nothing else depends on it.
+                 */
+                "Last-Event-ID"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description The stream: one `counts` event per post found, one `missing` event per id that names
+             *     none, then a `counts` event whenever a found post's counts change (at most
+             *     `TALLY_LIVE_MAX_PER_SEC` per post, 4 by default, each with the newest counts), and
+             *     `: keep-alive` every 15 s. Each `counts` event has an `id`.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": {
+                        /** @description A LiveCounts, as JSON. */
+                        data: string;
+                        /** @enum {string} */
+                        event: "counts";
+                        /** @description `<post_id>@<updated_at in µs>`. */
+                        id: string;
+                    } | {
+                        /** @description A LiveMissing, as JSON. */
+                        data: string;
+                        /** @enum {string} */
+                        event: "missing";
+                        /** @description `<post_id>@<updated_at in µs>`. */
+                        id?: string;
+                    };
+                };
+            };
+            /** @description `ids` is missing, empty, longer than 100 ids, or holds something other than UUIDs. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A bug: the request was valid but the server failed. Logged with details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description `TALLY_LIVE_MAX_CONNECTIONS` streams are open already, or Postgres is unreachable:
+             *     retry after the delay in `Retry-After` (seconds).
+             */
             503: {
                 headers: {
                     "RETRY-AFTER": number;

@@ -117,6 +117,7 @@ impl System {
         match component {
             Component::Api => vec![
                 ("DATABASE_URL", url("tally_api")),
+                ("NATS_URL", self.nats.url()),
                 ("TALLY_HTTP_ADDR", self.api_addr.clone()),
                 ("TALLY_JWT_SECRET", SECRET.to_owned()),
             ],

@@ -73,7 +73,7 @@ async fn a_listed_origin_may_preflight_write_and_read_every_answer() {
     }
     assert_eq!(
         header(headers, "access-control-allow-headers"),
-        "authorization, content-type, traceparent"
+        "authorization, content-type, traceparent, last-event-id"
     );
     assert!(
         header(headers, "access-control-max-age")

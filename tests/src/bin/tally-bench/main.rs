@@ -8,6 +8,7 @@
 
 mod breakdown;
 mod broker;
+mod live;
 mod load;
 mod report;
 mod round_trips;
@@ -32,7 +33,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Run only these scenarios (comma-separated numbers, e.g. `3,4`), plus the ones they
-    /// build on: 4 needs 3's relay rate and 5 needs 1's write rate. Default: every scenario.
+    /// build on: 4 needs 3's relay rate, 5 and 8 need 1's write rate. Default: every scenario.
     #[arg(
         long,
         env = "TALLY_BENCH_ONLY",

@@ -1,4 +1,4 @@
-//! The seven scenarios of the benchmark, each measured next to its baseline.
+//! The scenarios of the benchmark, each measured next to its baseline.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ pub struct Sizes {
     pub backlog: u64,
     /// Distinct users (bearer tokens) the likes come from.
     pub users: u64,
-    /// The scenarios to run (1 to 7); empty runs all of them.
+    /// The scenarios to run (by number); empty runs all of them.
     pub only: Vec<u8>,
 }
 
@@ -59,7 +59,7 @@ impl Sizes {
             );
         }
         let mut chosen = only.to_vec();
-        for (needs, builds_on) in [(4, 3), (5, 1)] {
+        for (needs, builds_on) in [(4, 3), (5, 1), (8, 1)] {
             if chosen.contains(&needs) && !chosen.contains(&builds_on) {
                 chosen.push(builds_on);
             }
@@ -75,16 +75,16 @@ impl Sizes {
 }
 
 /// How many scenarios there are.
-const SCENARIOS: u8 = 7;
+const SCENARIOS: u8 = 8;
 
 /// Posts the benchmark database holds (tests/bench/setup.sql).
-const POSTS: u64 = 100_000;
+pub const POSTS: u64 = 100_000;
 /// Concurrency of the hot-post burst and the reads.
 const BURST: u32 = 64;
 const READERS: u32 = 16;
 
 /// Post n's id, as `bench_post(n)` computes it in SQL.
-fn post_id(n: u64) -> String {
+pub fn post_id(n: u64) -> String {
     format!("00000000-0000-7000-8000-{n:012x}")
 }
 
@@ -145,19 +145,22 @@ pub async fn run_all(stack: &mut Stack, sizes: &Sizes, out: &Path) -> anyhow::Re
         wrk.duration = 3 * sizes.duration;
         sustained::sustained_load(stack, &wrk, out, &mut report).await?;
     }
+    if let Some(write_rate) = write_rate.filter(|_| sizes.runs(8)) {
+        crate::live::live_counts(stack, &load, write_rate, &mut report).await?;
+    }
     Ok(report)
 }
 
 /// What the HTTP load runs share: their length and input files.
-struct Load<'a> {
+pub struct Load<'a> {
     sizes: &'a Sizes,
-    out: &'a Path,
+    pub out: &'a Path,
     tokens: PathBuf,
     posts: PathBuf,
 }
 
 impl Load<'_> {
-    fn likes<'a>(
+    pub fn likes<'a>(
         &'a self,
         stack: &'a Stack,
         connections: u32,
@@ -192,11 +195,11 @@ impl Load<'_> {
     }
 }
 
-fn progress(message: &str) {
+pub fn progress(message: &str) {
     eprintln!("[bench] {message}");
 }
 
-fn check(name: &str, run: &Run) -> anyhow::Result<()> {
+pub fn check(name: &str, run: &Run) -> anyhow::Result<()> {
     if run.requests == 0 {
         bail!("{name}: no request completed");
     }

@@ -203,6 +203,7 @@ impl Stack {
                 ("TALLY_DB_POOL_SIZE", "4".to_owned()),
                 ("TALLY_WRITE_RATE_PER_SEC", "0".to_owned()),
                 ("TALLY_INSTANCE", instance.to_owned()),
+                ("NATS_URL", self.nats.url()),
             ],
         )?;
         let url = format!("http://{addr}");
@@ -223,6 +224,9 @@ impl Stack {
                 ("TALLY_DB_POOL_SIZE", "32".to_owned()),
                 // Load generators are one user hammering: rate limiting would measure itself.
                 ("TALLY_WRITE_RATE_PER_SEC", "0".to_owned()),
+                ("NATS_URL", self.nats.url()),
+                // Scenario 8 holds 1,000 live streams open beside the load generator's.
+                ("TALLY_HTTP_MAX_CONNECTIONS", "2048".to_owned()),
             ],
         )?;
         self.api = Some(service);
@@ -287,6 +291,11 @@ impl Stack {
             self.memory.updater_kib = self.memory.updater_kib.max(stop(service).await?);
         }
         Ok(())
+    }
+
+    /// The running api's process id.
+    pub fn api_pid(&self) -> Option<u32> {
+        self.api.as_ref().map(|service| service.pid)
     }
 
     /// The running relay's peak resident memory so far (VmHWM), in KiB.
