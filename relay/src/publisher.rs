@@ -92,6 +92,11 @@ impl Publisher {
             },
         })?;
         let actual = &stream.cached_info().config;
+        if actual.subjects == [tally_sql::STREAM_SUBJECTS_BEFORE_COUNT_EVENTS]
+            && config.subjects != actual.subjects
+        {
+            self.narrow_subjects(actual.clone(), &config.subjects).await;
+        }
         if actual.duplicate_window != config.duplicate_window {
             tracing::warn!(
                 configured = ?config.duplicate_window,
@@ -100,6 +105,24 @@ impl Publisher {
             );
         }
         Ok(())
+    }
+
+    /// Narrows a stream made before the count events (`tally.>`), which would store every
+    /// count event the updater publishes and hand it back to the updaters as an event. The
+    /// other settings stay as they are; a failure is reported, and the updater then publishes
+    /// no count events until the stream is narrowed.
+    async fn narrow_subjects(&self, mut stream: jetstream::stream::Config, subjects: &[String]) {
+        let before = std::mem::replace(&mut stream.subjects, subjects.to_vec());
+        match tokio::time::timeout(JETSTREAM_TIMEOUT, self.jetstream.update_stream(stream)).await {
+            Ok(Ok(_)) => tracing::info!(?before, after = ?subjects,
+                "narrowed the stream's subjects to the events' (the count events stay out of it)"),
+            Ok(Err(err)) => tracing::warn!(error = %err, ?before,
+                "could not narrow the stream's subjects; the updater publishes no count events until it is"),
+            Err(_) => tracing::warn!(
+                ?before,
+                "timed out narrowing the stream's subjects; the updater publishes no count events until it is"
+            ),
+        }
     }
 
     /// Sends one event; the returned future resolves when JetStream stored it.

@@ -19,3 +19,6 @@ pub const STREAM: &str = "TALLY";
 /// and not the count events' `tally.counts.<post_id>` (core NATS, three tokens), which would
 /// otherwise be stored in the stream and reach the updater as undecodable events.
 pub const STREAM_SUBJECTS: &str = "tally.*.*.*";
+/// What a stream made before the count events captured: the relay narrows such a stream to
+/// [`STREAM_SUBJECTS`] (every event it holds has four tokens, so none is left out).
+pub const STREAM_SUBJECTS_BEFORE_COUNT_EVENTS: &str = "tally.>";

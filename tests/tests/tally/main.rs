@@ -48,6 +48,7 @@ mod reconcile_no_such_post;
 mod relay;
 mod roles;
 mod slow_clients;
+mod stream_subjects;
 mod toggle;
 mod updater;
 mod user_ids;
