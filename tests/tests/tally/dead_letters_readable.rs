@@ -39,7 +39,7 @@ async fn dead_letters_readable_shows_payloads_as_json_text_or_escaped_bytes() {
         .db
         .query(
             "SELECT payload_format, payload, payload_text, payload_bytes
-             FROM dead_letters_readable ORDER BY dead_letter_id",
+             FROM dead_letters_readable ORDER BY payload_bytes",
             &[],
         )
         .await
@@ -53,14 +53,14 @@ async fn dead_letters_readable_shows_payloads_as_json_text_or_escaped_bytes() {
     assert_eq!(
         seen,
         vec![
+            ("binary".to_owned(), None, r"\377\000ok".to_owned(), 4),
+            ("text".to_owned(), None, "not json at all".to_owned(), 15),
             (
                 "json".to_owned(),
                 Some(serde_json::json!({"hello": "world"})),
                 r#"{"hello": "world"}"#.to_owned(),
                 18
             ),
-            ("text".to_owned(), None, "not json at all".to_owned(), 15),
-            ("binary".to_owned(), None, r"\377\000ok".to_owned(), 4),
             ("text".to_owned(), None, deep, 20_000),
         ]
     );

@@ -193,15 +193,21 @@ async fn each_replica_names_itself_to_postgres_as_its_service_and_instance() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let streaming: String = replicas
-        .db
-        .query_one(
-            "SELECT application_name FROM relay_slots WHERE slot_name = $1",
-            &[&replicas.db_name],
-        )
-        .await
-        .expect("the slot's streaming backend")
-        .get(0);
+    // The relay's slot has a streaming backend once the relay has started replication.
+    let streaming: String = TestApp::eventually(Duration::from_secs(30), || async {
+        replicas
+            .db
+            .query_opt(
+                "SELECT application_name FROM relay_slots
+                 WHERE slot_name = $1 AND application_name IS NOT NULL",
+                &[&replicas.db_name],
+            )
+            .await
+            .expect("reading relay_slots")
+            .map(|row| row.get(0))
+    })
+    .await
+    .expect("the slot's streaming backend");
 
     // Assert
     for (service, index) in [("tally-api", 0), ("tally-updater", 2)] {
