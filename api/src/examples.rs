@@ -41,6 +41,11 @@ pub fn traceparent() -> Option<String> {
     Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into())
 }
 
+/// An `ETag` as a post read answers it.
+pub fn if_none_match() -> Option<String> {
+    Some("\"3f2a9c0d41e87b5b6c1d2e3f40516273\"".into())
+}
+
 pub fn limit() -> Option<u32> {
     Some(20)
 }

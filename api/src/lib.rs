@@ -13,13 +13,16 @@ pub mod counts_cache;
 pub mod cursor;
 pub mod examples;
 pub mod health;
+pub mod http_cache;
 pub mod http_limits;
 pub mod json_body;
+pub mod json_bytes;
 pub mod likes;
 pub mod live;
 pub mod metrics;
 pub mod posts;
 pub mod problem;
+pub mod read_compression;
 pub mod rejections;
 pub mod required_lists;
 pub mod spec;
@@ -239,6 +242,9 @@ impl Application {
             .nest("/docs", docs)
             .around(required_lists::check)
             .around(json_body::check)
+            .around(read_compression::negotiate)
+            // The endpoint's type nests past the compiler's query depth otherwise.
+            .boxed()
             .with(body_limit::BodyLimit {
                 max: MAX_BODY_BYTES,
             })

@@ -16,6 +16,8 @@ use uuid::Uuid;
 use crate::auth::{BearerAuth, ReaderAuth};
 use crate::counts_cache::CountsCache;
 use crate::examples;
+use crate::http_cache::{self, Audience, VARY};
+use crate::json_bytes::JsonBytes;
 use crate::problem::{Problem, ServiceError, WriteError, reject};
 use crate::rejected_by_status;
 use crate::store::{CreatePost, DeletePost, EventContext, PostRow, Store, StoreError};
@@ -146,9 +148,37 @@ rejected_by_status!(CreatePostResponse {
 #[derive(Debug, ApiResponse)]
 #[oai(bad_request_handler = "reject")]
 pub enum GetPostResponse {
-    /// The post with its counts.
+    /// The post with its counts (gzip or br when `Accept-Encoding` allows).
     #[oai(status = 200)]
-    Ok(Json<Post>),
+    Ok(
+        JsonBytes<Post>,
+        /// A strong validator of these exact bytes; send it back in `If-None-Match`.
+        #[oai(header = "ETag")]
+        String,
+        /// How stale the counts may be: `public, max-age=1` for anonymous reads,
+        /// `private, no-cache` with a bearer token (`liked_by_me` is the reader's own),
+        /// `public, no-cache` for an anonymous `after_event` read.
+        #[oai(header = "Cache-Control")]
+        String,
+        /// `Authorization, Accept-Encoding`.
+        #[oai(header = "Vary")]
+        String,
+    ),
+    /// `If-None-Match` names the current `ETag`: the cached copy is still right.
+    #[oai(status = 304)]
+    NotModified(
+        /// A strong validator of these exact bytes; send it back in `If-None-Match`.
+        #[oai(header = "ETag")]
+        String,
+        /// How stale the counts may be: `public, max-age=1` for anonymous reads,
+        /// `private, no-cache` with a bearer token (`liked_by_me` is the reader's own),
+        /// `public, no-cache` for an anonymous `after_event` read.
+        #[oai(header = "Cache-Control")]
+        String,
+        /// `Authorization, Accept-Encoding`.
+        #[oai(header = "Vary")]
+        String,
+    ),
     /// The post id or `after_event` is not a UUID.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
@@ -197,9 +227,38 @@ pub const MAX_FEED_IDS: usize = 100;
 #[derive(Debug, ApiResponse)]
 #[oai(bad_request_handler = "reject")]
 pub enum GetPostsResponse {
-    /// The posts found, and the ids that name none.
+    /// The posts found, and the ids that name none (gzip or br when `Accept-Encoding`
+    /// allows).
     #[oai(status = 200)]
-    Ok(Json<Feed>),
+    Ok(
+        JsonBytes<Feed>,
+        /// A strong validator of these exact bytes; send it back in `If-None-Match`.
+        #[oai(header = "ETag")]
+        String,
+        /// How stale the counts may be: `public, max-age=1` for anonymous reads,
+        /// `private, no-cache` with a bearer token (`liked_by_me` is the reader's own),
+        /// `public, no-cache` for an anonymous `after_event` read.
+        #[oai(header = "Cache-Control")]
+        String,
+        /// `Authorization, Accept-Encoding`.
+        #[oai(header = "Vary")]
+        String,
+    ),
+    /// `If-None-Match` names the current `ETag`: the cached copy is still right.
+    #[oai(status = 304)]
+    NotModified(
+        /// A strong validator of these exact bytes; send it back in `If-None-Match`.
+        #[oai(header = "ETag")]
+        String,
+        /// How stale the counts may be: `public, max-age=1` for anonymous reads,
+        /// `private, no-cache` with a bearer token (`liked_by_me` is the reader's own),
+        /// `public, no-cache` for an anonymous `after_event` read.
+        #[oai(header = "Cache-Control")]
+        String,
+        /// `Authorization, Accept-Encoding`.
+        #[oai(header = "Vary")]
+        String,
+    ),
     /// `ids` is missing, empty, longer than 100 ids, or holds something other than UUIDs.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
@@ -313,6 +372,9 @@ impl PostsApi {
         /// this event (the cache is bypassed for such a read).
         #[oai(example = "examples::after_event")]
         after_event: Query<Option<Uuid>>,
+        /// An `ETag` from an earlier answer: a 304 without a body when it is still current.
+        #[oai(name = "If-None-Match", example = "examples::if_none_match")]
+        if_none_match: Header<Option<String>>,
     ) -> Result<GetPostsResponse, ServiceError> {
         let viewer = auth.viewer();
         let mut asked = Vec::with_capacity(ids.0.len());
@@ -353,7 +415,17 @@ impl PostsApi {
                 None => feed.missing.push(id),
             }
         }
-        Ok(GetPostsResponse::Ok(Json(feed)))
+        let audience = Audience::of(viewer.is_some(), after_event.0.is_some());
+        Ok(
+            match Conditional::of(JsonBytes::new(&feed), audience, if_none_match.0) {
+                Conditional::Fresh(body, tag, control) => {
+                    GetPostsResponse::Ok(body, tag, control, VARY.into())
+                }
+                Conditional::NotModified(tag, control) => {
+                    GetPostsResponse::NotModified(tag, control, VARY.into())
+                }
+            },
+        )
     }
 
     /// Get a post
@@ -375,19 +447,33 @@ impl PostsApi {
         /// that event, and says in `after_event_applied` whether they do.
         #[oai(example = "examples::after_event")]
         after_event: Query<Option<Uuid>>,
+        /// An `ETag` from an earlier answer: a 304 without a body when it is still current.
+        #[oai(name = "If-None-Match", example = "examples::if_none_match")]
+        if_none_match: Header<Option<String>>,
     ) -> Result<GetPostResponse, ServiceError> {
         let viewer = auth.viewer();
+        let audience = Audience::of(viewer.is_some(), after_event.0.is_some());
         let applied = match after_event.0 {
             Some(event_id) => Some(wait.until_applied(&store, event_id).await?),
             None => None,
         };
         Ok(
             match store.get_post_for(post_id.0, viewer.as_deref()).await? {
-                Some((post, liked_by_me)) => GetPostResponse::Ok(Json(Post {
-                    liked_by_me,
-                    after_event_applied: applied,
-                    ..Post::from_row(post, None)
-                })),
+                Some((post, liked_by_me)) => {
+                    let post = Post {
+                        liked_by_me,
+                        after_event_applied: applied,
+                        ..Post::from_row(post, None)
+                    };
+                    match Conditional::of(JsonBytes::new(&post), audience, if_none_match.0) {
+                        Conditional::Fresh(body, tag, control) => {
+                            GetPostResponse::Ok(body, tag, control, VARY.into())
+                        }
+                        Conditional::NotModified(tag, control) => {
+                            GetPostResponse::NotModified(tag, control, VARY.into())
+                        }
+                    }
+                }
                 None => GetPostResponse::NotFound(Json(Problem::not_found(format!(
                     "post {} does not exist",
                     post_id.0
@@ -437,6 +523,25 @@ impl PostsApi {
                 format!("post {post_id} does not exist"),
             ))),
         })
+    }
+}
+
+/// A read's answer after `If-None-Match`: the body with its `ETag` and `Cache-Control`, or
+/// just those two when the caller's copy is current.
+enum Conditional<T> {
+    Fresh(JsonBytes<T>, String, String),
+    NotModified(String, String),
+}
+
+impl<T> Conditional<T> {
+    fn of(body: JsonBytes<T>, audience: Audience, if_none_match: Option<String>) -> Self {
+        let tag = http_cache::etag(body.bytes());
+        let control = audience.cache_control();
+        if http_cache::none_match(if_none_match.as_deref(), &tag) {
+            Self::NotModified(tag, control)
+        } else {
+            Self::Fresh(body, tag, control)
+        }
     }
 }
 

@@ -40,6 +40,11 @@ const PARAMETERS: &[(&str, &str, &str)] = &[
         "header",
         "a W3C trace context (00-<32 hex digits>-<16 hex digits>-<2 hex digits>)",
     ),
+    (
+        "If-None-Match",
+        "header",
+        "entity tags (\"…\", comma-separated) from earlier answers' `ETag`, or *",
+    ),
 ];
 
 /// A JSON body field's rule.

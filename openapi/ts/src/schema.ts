@@ -1237,20 +1237,53 @@ export interface operations {
                  */
                 after_event?: string;
             };
-            header?: never;
+            header?: {
+                /** @description An `ETag` from an earlier answer: a 304 without a body when it is still current. */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The posts found, and the ids that name none. */
+            /**
+             * @description The posts found, and the ids that name none (gzip or br when `Accept-Encoding`
+             *     allows).
+             */
             200: {
                 headers: {
+                    /**
+                     * @description How stale the counts may be: `public, max-age=1` for anonymous reads,
+                     *     `private, no-cache` with a bearer token (`liked_by_me` is the reader's own),
+                     *     `public, no-cache` for an anonymous `after_event` read.
+                     */
+                    "CACHE-CONTROL": string;
+                    /** @description A strong validator of these exact bytes; send it back in `If-None-Match`. */
+                    ETAG: string;
+                    /** @description `Authorization, Accept-Encoding`. */
+                    VARY: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["Feed"];
                 };
+            };
+            /** @description `If-None-Match` names the current `ETag`: the cached copy is still right. */
+            304: {
+                headers: {
+                    /**
+                     * @description How stale the counts may be: `public, max-age=1` for anonymous reads,
+                     *     `private, no-cache` with a bearer token (`liked_by_me` is the reader's own),
+                     *     `public, no-cache` for an anonymous `after_event` read.
+                     */
+                    "CACHE-CONTROL": string;
+                    /** @description A strong validator of these exact bytes; send it back in `If-None-Match`. */
+                    ETAG: string;
+                    /** @description `Authorization, Accept-Encoding`. */
+                    VARY: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description `ids` is missing, empty, longer than 100 ids, or holds something other than UUIDs. */
             400: {
@@ -1436,7 +1469,10 @@ export interface operations {
                  */
                 after_event?: string;
             };
-            header?: never;
+            header?: {
+                /** @description An `ETag` from an earlier answer: a 304 without a body when it is still current. */
+                "If-None-Match"?: string;
+            };
             path: {
                 /** @description The post's id. */
                 post_id: string;
@@ -1445,14 +1481,41 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The post with its counts. */
+            /** @description The post with its counts (gzip or br when `Accept-Encoding` allows). */
             200: {
                 headers: {
+                    /**
+                     * @description How stale the counts may be: `public, max-age=1` for anonymous reads,
+                     *     `private, no-cache` with a bearer token (`liked_by_me` is the reader's own),
+                     *     `public, no-cache` for an anonymous `after_event` read.
+                     */
+                    "CACHE-CONTROL": string;
+                    /** @description A strong validator of these exact bytes; send it back in `If-None-Match`. */
+                    ETAG: string;
+                    /** @description `Authorization, Accept-Encoding`. */
+                    VARY: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["Post"];
                 };
+            };
+            /** @description `If-None-Match` names the current `ETag`: the cached copy is still right. */
+            304: {
+                headers: {
+                    /**
+                     * @description How stale the counts may be: `public, max-age=1` for anonymous reads,
+                     *     `private, no-cache` with a bearer token (`liked_by_me` is the reader's own),
+                     *     `public, no-cache` for an anonymous `after_event` read.
+                     */
+                    "CACHE-CONTROL": string;
+                    /** @description A strong validator of these exact bytes; send it back in `If-None-Match`. */
+                    ETAG: string;
+                    /** @description `Authorization, Accept-Encoding`. */
+                    VARY: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description The post id or `after_event` is not a UUID. */
             400: {

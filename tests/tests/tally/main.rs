@@ -22,6 +22,8 @@ mod deleted_post_removals;
 mod duplicate_json_keys;
 mod error_details;
 mod feed;
+mod feed_compression;
+mod feed_http_caching;
 mod group_commit;
 mod hostile;
 mod idle_connections;
