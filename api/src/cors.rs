@@ -28,7 +28,7 @@ const READ_METHODS: &str = "GET, HEAD";
 /// CORS-safelisted, so its reconnect is preflighted).
 const ALLOW_HEADERS: &str = "authorization, content-type, traceparent, last-event-id";
 /// The response headers a page may read besides the CORS-safelisted ones.
-const EXPOSE_HEADERS: &str = "Tally-Event-Id, Retry-After, Location, WWW-Authenticate";
+const EXPOSE_HEADERS: &str = "Tally-Event-Id, Retry-After, Location, WWW-Authenticate, ETag";
 /// How long (seconds) a browser may cache a preflight answer: short enough that a changed
 /// origin list takes effect soon, long enough that a page pays one preflight per operation.
 pub const MAX_AGE_SECS: u32 = 600;
