@@ -197,6 +197,11 @@ async fn upsert(
     let posts: Vec<Uuid> = deltas.keys().copied().collect();
     let likes: Vec<i64> = deltas.values().map(|d| d.likes).collect();
     let comments: Vec<i64> = deltas.values().map(|d| d.comments).collect();
+    // updated_at only moves forward on a row, whatever the order transactions started in:
+    // with several workers, a transaction that started first may commit after another
+    // (waiting on its row lock), and `now()` (the transaction's start) would stamp the newer
+    // counts with the older time. Viewers of the count events keep the latest updated_at,
+    // so they would keep the older counts.
     let rows = txn
         .query(
             "INSERT INTO post_counts AS c (post_id, likes, comments)
@@ -204,7 +209,7 @@ async fn upsert(
              ON CONFLICT (post_id) DO UPDATE
              SET likes = c.likes + excluded.likes,
                  comments = c.comments + excluded.comments,
-                 updated_at = now()
+                 updated_at = greatest(clock_timestamp(), c.updated_at + interval '1 microsecond')
              RETURNING post_id, likes, comments, updated_at",
             &[&posts, &likes, &comments],
         )
@@ -307,7 +312,7 @@ async fn hold_back_negatives(
             .query(
                 "UPDATE post_counts AS c
                  SET likes = c.likes + d.likes, comments = c.comments + d.comments,
-                     updated_at = now()
+                     updated_at = greatest(clock_timestamp(), c.updated_at + interval '1 microsecond')
                  FROM unnest($1::uuid[], $2::int8[], $3::int8[]) AS d(post_id, likes, comments)
                  WHERE c.post_id = d.post_id
                  RETURNING c.post_id, c.likes, c.comments, c.updated_at",

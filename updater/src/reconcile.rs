@@ -349,7 +349,9 @@ async fn measure(
                 continue;
             }
             txn.execute(
-                "UPDATE post_counts SET likes = $2, comments = $3, updated_at = now()
+                // updated_at only moves forward, as the updater's own writes keep it (see batch.rs).
+                "UPDATE post_counts SET likes = $2, comments = $3,
+                     updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond')
                  WHERE post_id = $1",
                 &[&d.post_id, &d.expected_likes(), &d.expected_comments()],
             )
