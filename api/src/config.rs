@@ -83,8 +83,9 @@ pub struct Config {
           default_value = DEFAULT_READ_YOUR_WRITES_TIMEOUT_MS, value_parser = parse_wait_millis)]
     pub read_your_writes_timeout: Duration,
 
-    /// How long the feed read's counts cache keeps a post; counts trail writes by the
-    /// pipeline's lag plus at most this.
+    /// Age at which the feed read's counts cache reads a post again from Postgres (count
+    /// events keep it current before that; this bounds what a lost event leaves stale).
+    /// 0 turns the cache off: every feed read asks Postgres.
     #[arg(long, env = "TALLY_COUNTS_CACHE_TTL_MS", value_name = "TALLY_COUNTS_CACHE_TTL_MS",
           default_value = DEFAULT_COUNTS_CACHE_TTL_MS, value_parser = parse_millis)]
     pub counts_cache_ttl: Duration,

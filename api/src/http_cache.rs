@@ -2,8 +2,6 @@
 //! `If-None-Match` answered 304, and the `Cache-Control` that says how stale a count may be.
 //! Browsers and CDNs then revalidate a feed page for a few dozen bytes instead of fetching it.
 
-use sha2::{Digest, Sha256};
-
 /// How long an anonymous read may be reused without asking again, in seconds: counts are
 /// eventually consistent (they trail writes by the pipeline's lag), and a second more is
 /// what the api's own counts cache could add.
@@ -48,18 +46,13 @@ impl Audience {
     }
 }
 
-/// A strong `ETag` (quoted) for `body`: the first 128 bits of its SHA-256, in hex. The
-/// same bytes give the same tag on every instance, so a CDN in front of several api
-/// instances revalidates against any of them.
+/// A strong `ETag` (quoted) for `body`: its 128-bit XXH3 hash, in hex. The same bytes give
+/// the same tag on every instance, so a CDN in front of several api instances revalidates
+/// against any of them. A tag only has to change when the bytes do, and no client chooses
+/// the bytes of both an old and a new answer, so a fast non-cryptographic hash is enough:
+/// SHA-256 of a 7 kB feed was 7% of a warm feed read's CPU.
 pub fn etag(body: &[u8]) -> String {
-    let digest = Sha256::digest(body);
-    let mut tag = String::with_capacity(34);
-    tag.push('"');
-    for byte in &digest[..16] {
-        tag.push_str(&format!("{byte:02x}"));
-    }
-    tag.push('"');
-    tag
+    format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(body))
 }
 
 /// Whether `If-None-Match` (a list of entity tags, or `*`) names `etag`, compared weakly

@@ -11,12 +11,14 @@ pub mod config;
 pub mod cors;
 pub mod counts_cache;
 pub mod cursor;
+pub mod entry;
 pub mod examples;
 pub mod health;
 pub mod http_cache;
 pub mod http_limits;
 pub mod json_body;
 pub mod json_bytes;
+pub mod liked_cache;
 pub mod likes;
 pub mod live;
 pub mod metrics;
@@ -49,8 +51,10 @@ use crate::auth::{KeyError, TokenKeys};
 use crate::comments::CommentsApi;
 use crate::cors::Cors;
 use crate::counts_cache::CountsCache;
+use crate::entry::Entry;
 use crate::health::HealthApi;
 use crate::http_limits::{LimitedAcceptor, Timeouts};
+use crate::liked_cache::LikedCache;
 use crate::likes::LikesApi;
 use crate::live::hub::Hub;
 use crate::live::subscriber::Subscriber;
@@ -120,6 +124,7 @@ pub struct Application {
     keys: Arc<TokenKeys>,
     read_your_writes: ReadYourWrites,
     counts: CountsCache,
+    liked: LikedCache,
     limiter: WriteLimiter,
     metrics: Metrics,
     hub: Hub,
@@ -181,7 +186,8 @@ impl Application {
             read_your_writes: ReadYourWrites {
                 timeout: config.read_your_writes_timeout,
             },
-            counts: CountsCache::new(config.counts_cache_ttl, metrics.clone()),
+            counts: CountsCache::new(config.counts_cache_ttl, &metrics),
+            liked: LikedCache::new(!config.counts_cache_ttl.is_zero()),
             limiter: WriteLimiter::new(config.write_rate_per_sec, config.write_burst),
             hub: Hub::new(config.live_max_connections as usize, metrics.clone()),
             live_rate: LiveRate {
@@ -219,6 +225,7 @@ impl Application {
         });
         let live = Subscriber::start(
             self.hub.clone(),
+            (self.counts.clone(), self.liked.clone()),
             self.store.clone(),
             &self.nats_url,
             self.client_name.clone(),
@@ -236,34 +243,35 @@ impl Application {
                 .content_type("application/json; charset=utf-8")
                 .body(spec.clone())
         });
-        let app = Route::new()
-            .nest("/", service)
-            .at("/openapi.json", spec)
-            .nest("/docs", docs)
-            .around(required_lists::check)
-            .around(json_body::check)
-            .around(read_compression::negotiate)
-            // The endpoint's type nests past the compiler's query depth otherwise.
-            .boxed()
-            .with(body_limit::BodyLimit {
-                max: MAX_BODY_BYTES,
-            })
-            .data(self.store)
-            .data(self.keys)
-            .data(self.read_your_writes)
-            .data(self.counts)
-            .data(self.limiter)
-            .data(self.hub.clone())
-            .data(self.live_rate)
-            .data(self.metrics.clone())
-            .catch_all_error(render_error)
-            .with(CatchPanic::new().with_handler(panic_response))
-            .with(allowed)
-            .with(self.cors)
-            .with(self.metrics)
-            .with(Tracing)
-            .with(self.acceptor.request_clock())
-            .into_endpoint();
+        let app = Entry {
+            operations: service.into_endpoint(),
+            pages: Route::new().at("/openapi.json", spec).nest("/docs", docs),
+        }
+        .around(required_lists::check)
+        .around(json_body::check)
+        .around(read_compression::negotiate)
+        // The endpoint's type nests past the compiler's query depth otherwise.
+        .boxed()
+        .with(body_limit::BodyLimit {
+            max: MAX_BODY_BYTES,
+        })
+        .data(self.store)
+        .data(self.keys)
+        .data(self.read_your_writes)
+        .data(self.counts)
+        .data(self.liked)
+        .data(self.limiter)
+        .data(self.hub.clone())
+        .data(self.live_rate)
+        .data(self.metrics.clone())
+        .catch_all_error(render_error)
+        .with(CatchPanic::new().with_handler(panic_response))
+        .with(allowed)
+        .with(self.cors)
+        .with(self.metrics)
+        .with(Tracing)
+        .with(self.acceptor.request_clock())
+        .into_endpoint();
         tracing::info!(addr = %self.local_addr, "api listening");
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::auth::{BearerAuth, ReaderAuth};
 use crate::cursor::{Cursor, PageRequest};
 use crate::examples;
+use crate::liked_cache::LikedCache;
 use crate::problem::{Problem, RequestRejected, ServiceError, WriteError, reject};
 use crate::rejected_by_status;
 use crate::store::{AddLike, EventContext, RemoveLike, Store, ToggleLike};
@@ -263,6 +264,7 @@ impl LikesApi {
     async fn like(
         &self,
         store: Data<&Store>,
+        liked: Data<&LikedCache>,
         limiter: Data<&WriteLimiter>,
         auth: BearerAuth,
         /// W3C trace context; carried onto the event this write produces.
@@ -288,12 +290,17 @@ impl LikesApi {
                 event_id,
             })
         };
+        liked.writing(&caller, post_id);
         Ok(match store.add_like(post_id, &caller, &ctx).await? {
             AddLike::Added {
                 created_at,
                 event_id,
-            } => LikeResponse::Created(like(created_at, Some(event_id))),
+            } => {
+                liked.wrote(&caller, post_id, true);
+                LikeResponse::Created(like(created_at, Some(event_id)))
+            }
             AddLike::AlreadyLiked { created_at } => {
+                liked.wrote(&caller, post_id, true);
                 LikeResponse::AlreadyLiked(like(created_at, None))
             }
             AddLike::PostNotFound => LikeResponse::NotFound(post_not_found(post_id)),
@@ -313,6 +320,7 @@ impl LikesApi {
     async fn unlike(
         &self,
         store: Data<&Store>,
+        liked: Data<&LikedCache>,
         limiter: Data<&WriteLimiter>,
         auth: BearerAuth,
         /// W3C trace context; carried onto the event this write produces.
@@ -324,12 +332,17 @@ impl LikesApi {
     ) -> Result<UnlikeResponse, WriteError> {
         limiter.check(&auth.0.id)?;
         let ctx = EventContext::from_traceparent(traceparent.0);
+        liked.writing(&auth.0.id, post_id.0);
         Ok(
             match store.remove_like(post_id.0, &auth.0.id, &ctx).await? {
                 RemoveLike::Removed { event_id } => {
+                    liked.wrote(&auth.0.id, post_id.0, false);
                     UnlikeResponse::Unliked(Some(event_id.to_string()))
                 }
-                RemoveLike::NotLiked => UnlikeResponse::Unliked(None),
+                RemoveLike::NotLiked => {
+                    liked.wrote(&auth.0.id, post_id.0, false);
+                    UnlikeResponse::Unliked(None)
+                }
                 RemoveLike::PostNotFound => UnlikeResponse::NotFound(post_not_found(post_id.0)),
             },
         )
@@ -348,6 +361,7 @@ impl LikesApi {
     async fn toggle(
         &self,
         store: Data<&Store>,
+        liked_cache: Data<&LikedCache>,
         limiter: Data<&WriteLimiter>,
         auth: BearerAuth,
         /// W3C trace context; carried onto the event this write produces.
@@ -359,9 +373,11 @@ impl LikesApi {
     ) -> Result<ToggleResponse, WriteError> {
         limiter.check(&auth.0.id)?;
         let ctx = EventContext::from_traceparent(traceparent.0);
+        liked_cache.writing(&auth.0.id, post_id.0);
         Ok(
             match store.toggle_like(post_id.0, &auth.0.id, &ctx).await? {
                 ToggleLike::Toggled { liked, event_id } => {
+                    liked_cache.wrote(&auth.0.id, post_id.0, liked);
                     ToggleResponse::Toggled(Json(LikeToggle {
                         post_id: post_id.0,
                         liked,

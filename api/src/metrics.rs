@@ -23,6 +23,7 @@ pub const INSTANCE: &str = "tally_api_instance";
 pub const REQUESTS: &str = "tally_api_requests";
 pub const REQUEST_SECONDS: &str = "tally_api_request_seconds";
 pub const COUNTS_CACHE: &str = "tally_api_counts_cache_lookups";
+pub const COUNTS_CACHE_QUERIES: &str = "tally_api_counts_cache_queries";
 pub const DB_CONNECTIONS: &str = "tally_api_db_connections";
 pub const LIVE_STREAMS: &str = "tally_api_live_streams";
 pub const LIVE_EVENTS_SENT: &str = "tally_api_live_events_sent";
@@ -62,6 +63,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<OperationLabels, Histogram>,
     pub counts_cache: Family<CacheLabels, Counter>,
+    pub counts_cache_queries: Counter,
     pub db_connections: Family<ConnectionLabels, Gauge>,
     pub live_streams: Gauge,
     pub live_events_sent: Counter,
@@ -98,6 +100,12 @@ impl Metrics {
             "Feed-read lookups of a post in the counts cache, by hit or miss",
             counts_cache.clone(),
         );
+        let counts_cache_queries = Counter::default();
+        registry.register(
+            COUNTS_CACHE_QUERIES,
+            "Queries the counts cache sent to Postgres: its misses (one per batch, shared by concurrent readers) and its background re-reads",
+            counts_cache_queries.clone(),
+        );
         let db_connections = Family::<ConnectionLabels, Gauge>::default();
         registry.register(
             DB_CONNECTIONS,
@@ -126,6 +134,7 @@ impl Metrics {
             requests,
             request_seconds,
             counts_cache,
+            counts_cache_queries,
             db_connections,
             live_streams,
             live_events_sent,

@@ -22,3 +22,6 @@ pub const STREAM_SUBJECTS: &str = "tally.*.*.*";
 /// What a stream made before the count events captured: the relay narrows such a stream to
 /// [`STREAM_SUBJECTS`] (every event it holds has four tokens, so none is left out).
 pub const STREAM_SUBJECTS_BEFORE_COUNT_EVENTS: &str = "tally.>";
+/// The subjects of the like events (`like.added`, `like.removed`), for a core NATS
+/// subscriber that follows who likes what (the api's per-reader `liked_by_me` cache).
+pub const LIKE_SUBJECTS: &str = "tally.like.*.*";

@@ -281,6 +281,22 @@ impl TestApp {
         }
     }
 
+    /// `GET {path}` as `user_id` (None: anonymous): the status and the JSON body (null when
+    /// the body is not JSON).
+    pub async fn get_json(
+        &self,
+        path: &str,
+        user_id: Option<&str>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let response = self
+            .request(reqwest::Method::GET, path, user_id)
+            .send()
+            .await
+            .expect("an answer");
+        let status = response.status();
+        (status, response.json().await.unwrap_or_default())
+    }
+
     /// Polls `probe` until it returns Some or `timeout` passes.
     pub async fn eventually<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
     where
@@ -297,6 +313,47 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Starts one more api on this test's database and NATS (a second instance behind the
+    /// same load balancer), configured as the first then changed by `configure`; it stops
+    /// with the rest. Its base URL.
+    pub async fn spawn_another_api(
+        &mut self,
+        configure: impl FnOnce(&mut tally_api::Config),
+    ) -> String {
+        let mut config = api_config(postgres().url_as("tally_api", &self.db_name));
+        config.nats_url = self.nats.url();
+        configure(&mut config);
+        let api = tally_api::Application::build(config)
+            .await
+            .expect("building the second api");
+        let url = format!("http://{}", api.local_addr());
+        let token = self.stop.clone();
+        self.services.push(tokio::spawn(async move {
+            api.run_until_stopped(token.cancelled_owned())
+                .await
+                .expect("api server failed");
+        }));
+        url
+    }
+
+    /// The value of one counter series of the api's `/metrics`, named with its labels
+    /// (`tally_api_counts_cache_lookups_total{result="miss"}`); None when absent.
+    pub async fn counter(&self, series: &str) -> Option<u64> {
+        let metrics = self
+            .request(reqwest::Method::GET, "/metrics", None)
+            .send()
+            .await
+            .expect("the metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let prefix = format!("{series} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|value| value.parse().ok())
     }
 
     /// A scalar from this test's database.

@@ -1,4 +1,6 @@
-//! The api's one NATS subscription (`tally.counts.>`, the updater's count events) feeding the hub, and the re-reads
+//! The api's NATS subscriptions: `tally.counts.>` (the updater's count events) feeding the
+//! hub and the feed's counts cache, `tally.like.*.*` (the like events) telling the
+//! `liked_by_me` cache whose answers changed; and the re-reads
 //! that repair what core NATS may lose: every watched post's counts are read from Postgres
 //! again every [`REREAD_EVERY`], and at once whenever the NATS connection comes back (a
 //! change published while it was down reached no one).
@@ -7,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tally_sql::{COUNTS_SUBJECTS, CountsChanged};
+use tally_sql::{COUNTS_SUBJECTS, CountsChanged, Event, LIKE_SUBJECTS};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::instrument;
 
+use crate::counts_cache::CountsCache;
+use crate::liked_cache::LikedCache;
 use crate::live::hub::Hub;
 use crate::store::Store;
 
@@ -31,19 +35,30 @@ pub struct Subscriber {
 impl Subscriber {
     /// Connects to NATS in the background (the api serves, and streams open, while it is
     /// down) and starts the subscription and the re-reader.
-    pub async fn start(hub: Hub, store: Store, nats_url: &str, client_name: String) -> Self {
+    pub async fn start(
+        hub: Hub,
+        caches: (CountsCache, LikedCache),
+        store: Store,
+        nats_url: &str,
+        client_name: String,
+    ) -> Self {
+        let (counts, liked) = caches;
         let reconnected = Arc::new(Notify::new());
         let notify = reconnected.clone();
+        let forget = liked.clone();
         let options = async_nats::ConnectOptions::new()
             .name(client_name)
             .retry_on_initial_connect()
             .event_callback(move |event| {
                 let notify = notify.clone();
+                let forget = forget.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!("live counts: connected to NATS");
                             notify.notify_one();
+                            // Like events sent while it was down reached no one.
+                            forget.forget_all();
                         }
                         async_nats::Event::Disconnected => {
                             tracing::warn!("live counts: NATS connection lost; reconnecting");
@@ -54,7 +69,7 @@ impl Subscriber {
             });
         let mut tasks = vec![tokio::spawn(reread(hub.clone(), store, reconnected))];
         match options.connect(nats_url).await {
-            Ok(client) => tasks.push(tokio::spawn(subscribe(hub, client))),
+            Ok(client) => tasks.push(tokio::spawn(subscribe(hub, (counts, liked), client))),
             // Only a malformed URL gets here (retry_on_initial_connect waits for the server);
             // config.rs refuses those at start.
             Err(err) => tracing::error!(error = %err, "live counts: cannot use NATS_URL"),
@@ -70,26 +85,20 @@ impl Subscriber {
     }
 }
 
-/// Hands every count event to the hub until the api shuts down.
-async fn subscribe(hub: Hub, client: async_nats::Client) {
-    let mut messages = loop {
-        match client.subscribe(COUNTS_SUBJECTS).await {
-            Ok(messages) => break messages,
-            Err(err) => {
-                tracing::warn!(error = %err, "live counts: cannot subscribe yet");
-                tokio::select! {
-                    () = hub.closing().cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+/// Hands every count event to the hub and the counts cache, and every like event to the
+/// liked cache, until the api shuts down.
+async fn subscribe(hub: Hub, caches: (CountsCache, LikedCache), client: async_nats::Client) {
+    let (cache, liked) = caches;
+    let Some((mut counts, mut likes)) = subscriptions(&hub, &client).await else {
+        return;
     };
     loop {
         tokio::select! {
             () = hub.closing().cancelled() => break,
-            message = messages.next() => match message {
+            message = counts.next() => match message {
                 Some(message) => match serde_json::from_slice::<CountsChanged>(&message.payload) {
                     Ok(counts) => {
+                        cache.counts_changed(&counts);
                         hub.offer(counts.into());
                     }
                     Err(err) => tracing::warn!(
@@ -98,9 +107,44 @@ async fn subscribe(hub: Hub, client: async_nats::Client) {
                 },
                 None => break,
             },
+            message = likes.next() => match message {
+                Some(message) => match Event::decode(&message.payload) {
+                    Ok(event) => liked.event(&event.actor, event.post_id),
+                    Err(err) => tracing::warn!(
+                        error = %err, subject = %message.subject, "liked cache: unreadable event"
+                    ),
+                },
+                None => break,
+            },
         }
     }
-    let _ = messages.unsubscribe().await;
+    let _ = counts.unsubscribe().await;
+    let _ = likes.unsubscribe().await;
+}
+
+/// The count and like subscriptions, retried every second until NATS takes them (None: the
+/// api shut down first).
+async fn subscriptions(
+    hub: &Hub,
+    client: &async_nats::Client,
+) -> Option<(async_nats::Subscriber, async_nats::Subscriber)> {
+    loop {
+        let both = async {
+            let counts = client.subscribe(COUNTS_SUBJECTS).await?;
+            let likes = client.subscribe(LIKE_SUBJECTS).await?;
+            Ok::<_, async_nats::SubscribeError>((counts, likes))
+        };
+        match both.await {
+            Ok(both) => return Some(both),
+            Err(err) => {
+                tracing::warn!(error = %err, "live counts: cannot subscribe yet");
+                tokio::select! {
+                    () = hub.closing().cancelled() => return None,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
 }
 
 /// Re-reads every watched post every [`REREAD_EVERY`] and after each (re)connection.

@@ -13,7 +13,7 @@ mod posts;
 pub use comments::{AddComment, Comment, RemoveComment};
 pub use likes::{AddLike, Liker, RemoveLike, ToggleLike};
 pub use live::PostCounts;
-pub use posts::{CreatePost, DeletePost, PostRow};
+pub use posts::{CreatePost, DeletePost, FEED_QUERY, PostRow, VersionedPost};
 
 use std::time::Duration;
 

@@ -185,8 +185,10 @@ export interface paths {
          * Read posts by id (a feed)
          * @description The posts named by `ids` (1 to 100, comma-separated: `ids=a,b,c`) with their counts,
          *     in the order asked; ids that name no post are listed in `missing`. Counts come from
-         *     a cache refreshed at most every `TALLY_COUNTS_CACHE_TTL_MS` (1 s by default). With a
-         *     bearer token, each post says whether the caller likes it.
+         *     a cache that the updater's count events keep current (they trail a write by the
+         *     pipeline's lag) and that reads each post again from Postgres once it is older than
+         *     `TALLY_COUNTS_CACHE_TTL_MS` (1 s by default). With a bearer token, each post says
+         *     whether the caller likes it.
          */
         get: operations["getPosts"];
         put?: never;
@@ -612,8 +614,9 @@ export interface components {
              */
             id: string;
             /**
-             * @description Whether the caller likes the post; only on reads with a bearer token. Read from the
-             *     likes themselves, so it is exact at once, ahead of `likes`.
+             * @description Whether the caller likes the post; only on reads with a bearer token. Ahead of
+             *     `likes`: the caller's own like or unlike shows at once (on a feed read, within the
+             *     event stream's lag when it went through another api instance).
              */
             liked_by_me?: boolean;
             /**
