@@ -1,7 +1,8 @@
 -- tally-bench's wrk script: one script for every HTTP scenario, steered by environment
 -- variables (wrk's own arguments do not reach the summary in `done`):
 --   TALLY_WRK_MODE      like | feed-warm | feed-cold | get
---   TALLY_WRK_TOKENS    file of bearer tokens, one per line (like)
+--   TALLY_WRK_TOKENS    file of bearer tokens, one per line (like; feed-warm reads as the
+--                       first one's user when given)
 --   TALLY_WRK_POSTS     file of post ids, one per line
 --   TALLY_WRK_HOT       1: every like goes to the first post; 0: a random post
 --   TALLY_WRK_DELAY_MS  pause before each request on a connection (0: as fast as possible)
@@ -43,6 +44,8 @@ function init(args)
     local ids = {}
     for i = 1, 50 do ids[i] = posts[i] end
     warm_path = "/v1/posts?ids=" .. table.concat(ids, ",")
+    warm_headers = {}
+    if #tokens > 0 then warm_headers["Authorization"] = "Bearer " .. tokens[1] end
   end
 end
 
@@ -55,7 +58,7 @@ function request()
       { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" },
       '{"post_id":"' .. post .. '"}')
   elseif mode == "feed-warm" then
-    return wrk.format("GET", warm_path)
+    return wrk.format("GET", warm_path, warm_headers)
   elseif mode == "feed-cold" then
     local ids = {}
     for i = 1, 50 do ids[i] = posts[math.random(#posts)] end

@@ -107,6 +107,15 @@ impl Wrk<'_> {
     }
 }
 
+/// How pgbench sends its statements (`-M`).
+#[derive(Debug, Clone, Copy)]
+pub enum Protocol {
+    /// Each statement as text, parsed anew.
+    Simple,
+    /// Each statement prepared once per connection, as the api's cached statements are.
+    Prepared,
+}
+
 /// One pgbench run of `script` (a file in tests/bench) with `-D` variables.
 pub async fn pgbench(
     url: &str,
@@ -114,10 +123,15 @@ pub async fn pgbench(
     clients: u32,
     duration: Duration,
     vars: &[(&str, String)],
+    protocol: Protocol,
 ) -> anyhow::Result<Run> {
     let mut command = Command::new("pgbench");
     command
         .arg("-n")
+        .arg(match protocol {
+            Protocol::Simple => "-Msimple",
+            Protocol::Prepared => "-Mprepared",
+        })
         .arg(format!("-c{clients}"))
         .arg(format!("-j{}", clients.clamp(1, 2)))
         .arg(format!("-T{}", duration.as_secs().max(1)))

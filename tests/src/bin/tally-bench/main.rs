@@ -8,6 +8,7 @@
 
 mod breakdown;
 mod broker;
+mod feed;
 mod live;
 mod load;
 mod report;

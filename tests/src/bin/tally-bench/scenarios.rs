@@ -8,7 +8,7 @@ use tokio::process::Command;
 
 use crate::breakdown::Stages;
 use crate::broker;
-use crate::load::{Run, Wrk, pgbench};
+use crate::load::{Protocol, Run, Wrk, pgbench};
 use crate::report::Report;
 use crate::round_trips;
 use crate::stack::{JWT_SECRET, Stack};
@@ -81,7 +81,7 @@ const SCENARIOS: u8 = 8;
 pub const POSTS: u64 = 100_000;
 /// Concurrency of the hot-post burst and the reads.
 const BURST: u32 = 64;
-const READERS: u32 = 16;
+pub const READERS: u32 = 16;
 
 /// Post n's id, as `bench_post(n)` computes it in SQL.
 pub fn post_id(n: u64) -> String {
@@ -137,7 +137,7 @@ pub async fn run_all(stack: &mut Stack, sizes: &Sizes, out: &Path) -> anyhow::Re
         end_to_end(stack, &load, write_rate, &mut report).await?;
     }
     if sizes.runs(6) {
-        feed_reads(stack, &load, &mut report).await?;
+        crate::feed::feed_reads(stack, &load, &mut report).await?;
     }
     if sizes.runs(7) {
         // The api at its maximum write rate for three load runs' length.
@@ -153,13 +153,18 @@ pub async fn run_all(stack: &mut Stack, sizes: &Sizes, out: &Path) -> anyhow::Re
 
 /// What the HTTP load runs share: their length and input files.
 pub struct Load<'a> {
-    sizes: &'a Sizes,
+    pub sizes: &'a Sizes,
     pub out: &'a Path,
     tokens: PathBuf,
     posts: PathBuf,
 }
 
 impl Load<'_> {
+    /// The bench users' bearer tokens, one per line.
+    pub fn tokens(&self) -> &Path {
+        &self.tokens
+    }
+
     pub fn likes<'a>(
         &'a self,
         stack: &'a Stack,
@@ -180,7 +185,12 @@ impl Load<'_> {
         }
     }
 
-    fn reads<'a>(&'a self, stack: &'a Stack, mode: &'static str, path: &'static str) -> Wrk<'a> {
+    pub fn reads<'a>(
+        &'a self,
+        stack: &'a Stack,
+        mode: &'static str,
+        path: &'static str,
+    ) -> Wrk<'a> {
         Wrk {
             base_url: &stack.api_url,
             mode,
@@ -227,6 +237,7 @@ async fn write_path(stack: &Stack, ctx: &Load<'_>, report: &mut Report) -> anyho
             clients,
             ctx.sizes.duration,
             &[("nposts", POSTS.to_string())],
+            Protocol::Simple,
         )
         .await?;
         stack.drain().await?;
@@ -271,6 +282,7 @@ async fn hot_post(stack: &Stack, ctx: &Load<'_>, report: &mut Report) -> anyhow:
         BURST,
         ctx.sizes.duration,
         &one,
+        Protocol::Simple,
     )
     .await?;
     stack.drain().await?;
@@ -280,6 +292,7 @@ async fn hot_post(stack: &Stack, ctx: &Load<'_>, report: &mut Report) -> anyhow:
         BURST,
         ctx.sizes.duration,
         &one,
+        Protocol::Simple,
     )
     .await?;
     report.throughput(
@@ -561,34 +574,5 @@ async fn end_to_end(
         );
     }
     report.latencies("like at half the maximum rate", &run);
-    Ok(())
-}
-
-/// Scenario 6: the feed read with 50 ids, cache warm and cold, against /healthz.
-async fn feed_reads(stack: &Stack, ctx: &Load<'_>, report: &mut Report) -> anyhow::Result<()> {
-    progress("feed reads: /healthz baseline");
-    let health = ctx.reads(stack, "get", "/healthz").run(ctx.out).await?;
-    check("healthz", &health)?;
-    for (mode, label) in [("feed-warm", "cache warm"), ("feed-cold", "cache cold")] {
-        progress(&format!("feed reads: 50 ids, {label}"));
-        let feed = ctx.reads(stack, mode, "/").run(ctx.out).await?;
-        check(label, &feed)?;
-        if feed.failures > 0 {
-            // A rate of error answers says nothing about the feed read: leave it out.
-            report.note(format!(
-                "feed read, {label}: {} of {} requests failed; no figure reported",
-                feed.failures, feed.requests
-            ));
-            continue;
-        }
-        report.throughput(
-            &format!("6. feed read, 50 ids, {label}, {READERS} clients (requests/s)"),
-            feed.per_second,
-            "GET /healthz",
-            health.per_second,
-        );
-        report.latencies(&format!("feed read, {label}"), &feed);
-    }
-    report.latencies("GET /healthz", &health);
     Ok(())
 }

@@ -58,6 +58,9 @@ pub struct Memory {
     pub updater_kib: u64,
 }
 
+/// The bench's api's `TALLY_DB_POOL_SIZE`.
+const API_POOL_SIZE: &str = "32";
+
 #[derive(Debug)]
 pub struct Stack {
     pub db_name: String,
@@ -124,6 +127,11 @@ impl Stack {
         db.batch_execute(include_str!("../../../bench/setup.sql"))
             .await
             .context("creating the benchmark's helper objects")?;
+        // Freshly inserted rows are unvacuumed, unanalysed and without hint bits: whichever
+        // load read them first would pay for that. A database in service has been vacuumed.
+        db.batch_execute("VACUUM (ANALYZE)")
+            .await
+            .context("vacuuming the benchmark database")?;
 
         let nats = NatsServer::start().await;
         let http_addr = format!("127.0.0.1:{}", tally_tests::cluster::free_port());
@@ -192,20 +200,40 @@ impl Stack {
     /// proxy's) with a small pool. It logs into `tally-api.log` with the bench's api, its lines
     /// starting `instance=<instance>`, and stops when dropped.
     pub async fn spawn_api_via(&self, pg_port: u16, instance: &str) -> anyhow::Result<ExtraApi> {
-        let addr = format!("127.0.0.1:{}", tally_tests::cluster::free_port());
         let url = format!("postgres://tally_api@127.0.0.1:{pg_port}/{}", self.db_name);
-        let service = self.spawn(
-            "tally-api",
-            &[
-                ("DATABASE_URL", url),
-                ("TALLY_HTTP_ADDR", addr.clone()),
-                ("TALLY_JWT_SECRET", JWT_SECRET.to_owned()),
-                ("TALLY_DB_POOL_SIZE", "4".to_owned()),
-                ("TALLY_WRITE_RATE_PER_SEC", "0".to_owned()),
-                ("TALLY_INSTANCE", instance.to_owned()),
-                ("NATS_URL", self.nats.url()),
-            ],
-        )?;
+        self.spawn_extra_api(url, instance, &[("TALLY_DB_POOL_SIZE", "4".to_owned())])
+            .await
+    }
+
+    /// A second api like the bench's own (same pool), with `envs` on top, e.g. its cache off.
+    pub async fn spawn_api_with(
+        &self,
+        instance: &str,
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<ExtraApi> {
+        let mut envs = envs.to_vec();
+        envs.push(("TALLY_DB_POOL_SIZE", API_POOL_SIZE.to_owned()));
+        self.spawn_extra_api(self.role_url("tally_api"), instance, &envs)
+            .await
+    }
+
+    async fn spawn_extra_api(
+        &self,
+        database_url: String,
+        instance: &str,
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<ExtraApi> {
+        let addr = format!("127.0.0.1:{}", tally_tests::cluster::free_port());
+        let mut all = vec![
+            ("DATABASE_URL", database_url),
+            ("TALLY_HTTP_ADDR", addr.clone()),
+            ("TALLY_JWT_SECRET", JWT_SECRET.to_owned()),
+            ("TALLY_WRITE_RATE_PER_SEC", "0".to_owned()),
+            ("TALLY_INSTANCE", instance.to_owned()),
+            ("NATS_URL", self.nats.url()),
+        ];
+        all.extend_from_slice(envs);
+        let service = self.spawn("tally-api", &all)?;
         let url = format!("http://{addr}");
         wait_healthy(&url, &self.out).await?;
         Ok(ExtraApi {
@@ -221,7 +249,7 @@ impl Stack {
                 ("DATABASE_URL", self.role_url("tally_api")),
                 ("TALLY_HTTP_ADDR", self.http_addr.clone()),
                 ("TALLY_JWT_SECRET", JWT_SECRET.to_owned()),
-                ("TALLY_DB_POOL_SIZE", "32".to_owned()),
+                ("TALLY_DB_POOL_SIZE", API_POOL_SIZE.to_owned()),
                 // Load generators are one user hammering: rate limiting would measure itself.
                 ("TALLY_WRITE_RATE_PER_SEC", "0".to_owned()),
                 ("NATS_URL", self.nats.url()),

@@ -75,6 +75,16 @@ pub async fn tracks_commit_times(db: &tokio_postgres::Client) -> anyhow::Result<
     Ok(row.get::<_, &str>(0) == "on")
 }
 
+/// An outbox row's commit time in SQL: its transaction's real commit when Postgres records
+/// them, else its `created_at`.
+pub async fn commit_time(db: &tokio_postgres::Client) -> anyhow::Result<&'static str> {
+    Ok(if tracks_commit_times(db).await? {
+        "coalesce(pg_xact_commit_timestamp(xmin), created_at)"
+    } else {
+        "created_at"
+    })
+}
+
 /// Commit → stored, in milliseconds, for every outbox row of type `like.added` committed at
 /// or after `since` whose message is in `stored`.
 pub async fn commit_to_stored_ms(
@@ -82,11 +92,7 @@ pub async fn commit_to_stored_ms(
     since: chrono::DateTime<chrono::Utc>,
     stored: &HashMap<String, i128>,
 ) -> anyhow::Result<Vec<f64>> {
-    let committed = if tracks_commit_times(db).await? {
-        "coalesce(pg_xact_commit_timestamp(xmin), created_at)"
-    } else {
-        "created_at"
-    };
+    let committed = commit_time(db).await?;
     let rows = db
         .query(
             &format!(
