@@ -8,7 +8,6 @@
 
 mod loading;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +31,9 @@ const CAPACITY: usize = 100_000;
 /// every read for its eviction policy (8% of a warm read's CPU). Posts read least leave
 /// first once it is full; there is no expiry, the TTL decides only when a post is read
 /// again. foldhash instead of SipHash: the keys are post ids, hashed up to 100 times a read.
+/// The maps of one read's posts by id, hashed as the cache is.
+type ById<V> = std::collections::HashMap<Uuid, V, foldhash::fast::RandomState>;
+
 type Posts = Cache<
     Uuid,
     Arc<Lookup>,
@@ -171,7 +173,7 @@ impl CountsCache {
             self.refresh_in_background(store.clone(), &stale);
         }
         let loaded = if missed.is_empty() {
-            HashMap::new()
+            ById::default()
         } else {
             self.load(store, &missed).await?
         };
@@ -211,14 +213,10 @@ impl CountsCache {
 
     /// The misses' lookups: read by this call, or by the concurrent call already reading
     /// them (read again here if that one failed or was cancelled).
-    async fn load(
-        &self,
-        store: &Store,
-        ids: &[Uuid],
-    ) -> Result<HashMap<Uuid, Arc<Lookup>>, StoreError> {
+    async fn load(&self, store: &Store, ids: &[Uuid]) -> Result<ById<Arc<Lookup>>, StoreError> {
         let (claim, others) = self.inner.loading.claim(ids);
         let mut loaded = if claim.ids().is_empty() {
-            HashMap::new()
+            ById::default()
         } else {
             self.query(store, claim.ids()).await?
         };
@@ -260,13 +258,9 @@ impl CountsCache {
 
     /// One query for `ids`; keeps what it read (unless a newer count event got there
     /// first) and returns a lookup for every id.
-    async fn query(
-        &self,
-        store: &Store,
-        ids: &[Uuid],
-    ) -> Result<HashMap<Uuid, Arc<Lookup>>, StoreError> {
+    async fn query(&self, store: &Store, ids: &[Uuid]) -> Result<ById<Arc<Lookup>>, StoreError> {
         self.inner.queries.inc();
-        let mut rows: HashMap<Uuid, VersionedPost> = store
+        let mut rows: ById<VersionedPost> = store
             .get_versioned_posts(ids)
             .await?
             .into_iter()
