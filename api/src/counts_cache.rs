@@ -189,8 +189,13 @@ impl CountsCache {
         let Some(cache) = &self.inner.posts else {
             return;
         };
+        // Most events are for posts this instance has not cached: a read lock tells, where
+        // `entry` would take the shard's write lock and make and drop a placeholder.
+        if !cache.contains_key(&counts.post_id) {
+            return;
+        }
         // Under the shard's write lock, so a concurrent read's result cannot slip between
-        // the comparison and the update. An absent post stays absent.
+        // the comparison and the update. A post evicted meanwhile stays absent.
         let _ = cache.entry(&counts.post_id, None, |_, lookup| {
             if let Some(post) = &lookup.post
                 && post.counts_at.is_none_or(|at| at < counts.updated_at)
