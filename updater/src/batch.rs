@@ -134,7 +134,7 @@ pub async fn apply(
     // take the inbox's index locks in the same order.
     let mut ids: Vec<Uuid> = events.iter().map(|e| e.event.id).collect();
     ids.sort_unstable();
-    let fresh: HashSet<Uuid> = txn
+    let fresh: HashSet<Uuid, foldhash::fast::RandomState> = txn
         .query(
             "INSERT INTO inbox (event_id) SELECT unnest($1::uuid[])
              ON CONFLICT (event_id) DO NOTHING

@@ -15,6 +15,7 @@ mod gather;
 pub mod hold_back;
 pub mod inbox;
 pub mod metrics;
+mod recent;
 pub mod reconcile;
 mod upkeep;
 mod worker;
@@ -28,7 +29,6 @@ use async_nats::jetstream::{self, consumer::PullConsumer};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 pub use config::{Command, Config, ReconcileArgs};
 pub use metrics::Metrics;
@@ -36,17 +36,17 @@ pub use metrics::Metrics;
 use crate::count_events::CountEvents;
 use crate::hold_back::HoldBack;
 use crate::metrics::MetricsServer;
+use crate::recent::RecentIds;
 use crate::worker::Worker;
 
 /// Longest pause between attempts to reach a component that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long an applied id is remembered in memory (most redeliveries come well within it).
 const RECENT_IDS_TTL: Duration = Duration::from_secs(5 * 60);
-/// Most ids remembered in memory: each costs about a hundred bytes with moka's bookkeeping,
-/// and a million of them (a backlog's worth inside the TTL) made most of the updater's
-/// memory. The inbox is the ledger of record; this only saves round trips for the
+/// Most ids remembered in memory: a million of them (a backlog's worth inside the TTL, in
+/// moka then) made most of the updater's memory. The inbox is the ledger of record; this only saves round trips for the
 /// redeliveries that come soon (a lost ack, a batch redelivered after a failure).
-const RECENT_IDS_MAX: u64 = 65_536;
+const RECENT_IDS_MAX: usize = 65_536;
 /// The updater's name to Postgres and NATS: `tally-updater/<TALLY_INSTANCE>`.
 pub const SERVICE: &str = "tally-updater";
 
@@ -97,7 +97,7 @@ pub struct Updater {
     consumer: PullConsumer,
     metrics: Metrics,
     metrics_server: MetricsServer,
-    recent: moka::future::Cache<Uuid, ()>,
+    recent: RecentIds,
     hold_back: HoldBack,
     count_events: CountEvents,
     crash_after_commit: bool,
@@ -185,10 +185,7 @@ impl Updater {
         // The consumer's own ack wait (an existing consumer keeps the one it was made with).
         let ack_wait = consumer.cached_info().config.ack_wait;
         let hold_back = HoldBack::new(config.negative_retries, ack_wait);
-        let recent = moka::future::Cache::builder()
-            .time_to_live(RECENT_IDS_TTL)
-            .max_capacity(RECENT_IDS_MAX)
-            .build();
+        let recent = RecentIds::new(RECENT_IDS_MAX, RECENT_IDS_TTL);
         let metrics = Metrics::new(&config.instance);
         let count_events = CountEvents::new(
             client,

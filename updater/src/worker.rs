@@ -4,6 +4,8 @@
 //! sharing the durable consumer would.
 
 use std::collections::HashSet;
+
+use foldhash::fast::RandomState as FastHash;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
@@ -12,13 +14,13 @@ use futures::StreamExt;
 use tally_sql::{CountsChanged, Event};
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
-use uuid::Uuid;
 
 use crate::batch::{self, DeadLetter, Decoded, Incoming, Verdict};
 use crate::count_events::CountEvents;
 use crate::gather::Gatherer;
 use crate::hold_back::HoldBack;
 use crate::metrics::lap;
+use crate::recent::RecentIds;
 use crate::{BatchError, Config, MAX_BACKOFF, Metrics};
 
 /// How long a failed batch waits before JetStream redelivers it.
@@ -44,7 +46,7 @@ pub(crate) struct Worker {
     pub(crate) pool: Pool,
     pub(crate) consumer: PullConsumer,
     pub(crate) metrics: Metrics,
-    pub(crate) recent: moka::future::Cache<Uuid, ()>,
+    pub(crate) recent: RecentIds,
     pub(crate) hold_back: HoldBack,
     pub(crate) count_events: CountEvents,
 }
@@ -146,7 +148,7 @@ impl Worker {
         let mut events: Vec<(Event, usize)> = Vec::new();
         let mut poison = Vec::new();
         let mut steps = Vec::with_capacity(messages.len());
-        let mut in_batch = HashSet::new();
+        let mut in_batch = HashSet::with_capacity_and_hasher(messages.len(), FastHash::default());
         for (index, message) in messages.iter().enumerate() {
             match decode(message) {
                 Decoded::Poison(dead) => {
@@ -154,7 +156,7 @@ impl Worker {
                     steps.push(Step::Poison);
                 }
                 Decoded::Event(event) => {
-                    if !in_batch.insert(event.id) || self.recent.contains_key(&event.id) {
+                    if !in_batch.insert(event.id) || self.recent.contains(&event.id) {
                         steps.push(Step::Duplicate);
                     } else {
                         steps.push(Step::Apply(events.len()));
@@ -209,6 +211,7 @@ impl Worker {
 
         // Only now is the batch durable: record what it did.
         let now = chrono::Utc::now();
+        let committed = Instant::now();
         let mut memory_duplicates = 0;
         let mut acks = Vec::with_capacity(messages.len());
         let mut counts = [0usize; 4];
@@ -226,12 +229,12 @@ impl Worker {
                             counts[0] += 1;
                             let lag = (now - event.time).to_std().unwrap_or_default();
                             self.metrics.lag_seconds.observe(lag.as_secs_f64());
-                            self.recent.insert(event.id, ()).await;
+                            self.recent.insert(event.id, committed);
                             AckKind::Ack
                         }
                         Verdict::Duplicate => {
                             counts[1] += 1;
-                            self.recent.insert(event.id, ()).await;
+                            self.recent.insert(event.id, committed);
                             AckKind::Ack
                         }
                         Verdict::Deferred => {
